@@ -1,0 +1,1 @@
+"""I/O-free FHIR helpers: JSON, structure validation, summaries, ids, dates, patch."""
