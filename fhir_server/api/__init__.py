@@ -1,0 +1,1 @@
+"""Flask adapters: parse HTTP, call an interaction, render the response. Nothing else."""

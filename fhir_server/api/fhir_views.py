@@ -1,0 +1,123 @@
+"""The FHIR REST endpoints under /fhir (https://hl7.org/fhir/R4/http.html)."""
+
+from __future__ import annotations
+
+from flask import Response
+
+from fhir_server.api import http
+from fhir_server.api.routes import FhirBlueprint
+from fhir_server.errors import Issue
+from fhir_server.fhir.instants import now_us, to_instant
+from fhir_server.interactions import crud
+from fhir_server.interactions.capabilities import capability_statement
+from fhir_server.interactions.history import HISTORY_PARAMETERS, history
+from fhir_server.interactions.resources import WriteResult
+
+fhir = FhirBlueprint("fhir", __name__, url_prefix="/fhir")
+fhir.before_request(http.negotiate)
+
+_READ_PARAMETERS = frozenset({"_summary", "_elements"})
+_STARTED = to_instant(now_us())
+
+
+@fhir.interaction("/metadata", "GET", "capabilities", "server")
+def metadata() -> Response:
+    """https://hl7.org/fhir/R4/http.html#capabilities"""
+    query = http.params({"mode"})
+    if query.get("mode", "full") != "full":
+        return http.outcome_response(
+            [Issue("error", "not-supported", "Only mode=full is supported", ("mode",))], 400)
+    routed = [(r.interaction, r.level) for r in fhir.routed]
+    doc = capability_statement(routed, http.services().settings, http.base_url(), _STARTED)
+    return http.json_response(doc)
+
+
+@fhir.interaction("/<rtype>/<rid>", "GET", "read", "instance")
+def read(rtype: str, rid: str) -> Response:
+    query = http.params(_READ_PARAMETERS)
+    stored = crud.read(http.services(), rtype, rid)
+    if http.not_modified(stored):
+        return Response(status=304, headers=http.version_headers(stored))
+    return http.resource_response(stored, query=query)
+
+
+@fhir.interaction("/<rtype>/<rid>/_history/<vid>", "GET", "vread", "instance")
+def vread(rtype: str, rid: str, vid: str) -> Response:
+    query = http.params(_READ_PARAMETERS)
+    stored = crud.vread(http.services(), rtype, rid, vid)
+    if http.not_modified(stored):
+        return Response(status=304, headers=http.version_headers(stored))
+    return http.resource_response(stored, query=query)
+
+
+def _written(result: WriteResult, status: int) -> Response:
+    """Honour ``Prefer: return=minimal | representation | OperationOutcome``."""
+    stored = result.stored
+    location = f"{http.base_url()}/{stored.type}/{stored.id}/_history/{stored.version}"
+    headers = {"Location": location, **http.version_headers(stored)}
+    if status != 201:
+        headers["Content-Location"] = headers.pop("Location")
+    wanted = http.prefer().get("return", "representation").lower()
+    if wanted == "minimal":
+        return Response(status=status, headers=headers)
+    if wanted == "operationoutcome":
+        verb = "Created" if result.created else "Updated"
+        issue = Issue("information", "informational",
+                      f"{verb} {stored.type}/{stored.id} version {stored.version}")
+        return http.outcome_response([issue], status, headers)
+    del headers["ETag"], headers["Last-Modified"]  # resource_response sets them
+    return http.resource_response(stored, status, headers)
+
+
+@fhir.interaction("/<rtype>", "POST", "create", "type")
+def create(rtype: str) -> Response:
+    http.params(())
+    result = crud.create(http.services(), rtype, http.read_resource_body())
+    return _written(result, 201)
+
+
+@fhir.interaction("/<rtype>/<rid>", "PUT", "update", "instance")
+def update(rtype: str, rid: str) -> Response:
+    http.params(())
+    result = crud.update(http.services(), rtype, rid, http.read_resource_body(),
+                         if_match=http.if_match())
+    return _written(result, 201 if result.created else 200)
+
+
+@fhir.interaction("/<rtype>/<rid>", "PATCH", "patch", "instance")
+def patch(rtype: str, rid: str) -> Response:
+    http.params(())
+    operations = http.read_body(http.JSON_PATCH)
+    result = crud.patch(http.services(), rtype, rid, operations, if_match=http.if_match())
+    return _written(result, 200)
+
+
+@fhir.interaction("/<rtype>/<rid>", "DELETE", "delete", "instance")
+def delete(rtype: str, rid: str) -> Response:
+    http.params(())
+    result = crud.delete(http.services(), rtype, rid)
+    headers = {"ETag": f'W/"{result.stored.version}"'}
+    if http.prefer().get("return", "").lower() == "operationoutcome":
+        text = (f"Deleted {rtype}/{rid}" if result.changed
+                else f"{rtype}/{rid} was already deleted; nothing changed")
+        return http.outcome_response([Issue("information", "informational", text)], 200, headers)
+    return Response(status=204, headers=headers)
+
+
+@fhir.interaction("/<rtype>/<rid>/_history", "GET", "history-instance", "instance")
+def history_instance(rtype: str, rid: str) -> Response:
+    query = http.params(HISTORY_PARAMETERS)
+    return http.json_response(history(http.services(), http.base_url(), query, rtype, rid))
+
+
+@fhir.interaction("/<rtype>/_history", "GET", "history-type", "type")
+def history_type(rtype: str) -> Response:
+    query = http.params(HISTORY_PARAMETERS)
+    return http.json_response(history(http.services(), http.base_url(), query, rtype))
+
+
+@fhir.interaction("/_history", "GET", "history-system", "system")
+def history_system() -> Response:
+    query = http.params(HISTORY_PARAMETERS)
+    return http.json_response(history(http.services(), http.base_url(), query))
+

@@ -1,0 +1,76 @@
+"""Request ids, the JSON access log (one line per request) and the health endpoints."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+from flask import Blueprint, Flask, Response, g, request
+
+from fhir_server.api.http import services
+from fhir_server.store import StoreUnavailable
+
+access_log = logging.getLogger("fhir_server.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+health = Blueprint("health", __name__)
+
+
+def _start() -> None:
+    g.start = time.perf_counter()
+    given = request.headers.get("X-Request-Id")
+    g.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def _finish(response: Response) -> Response:
+    elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers["X-Request-Id"] = request_id
+    response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
+    if services().settings.access_log:
+        access_log.info(
+            orjson.dumps(
+                {
+                    "ts": round(time.time(), 3),
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(elapsed_ms, 3),
+                }
+            ).decode()
+        )
+    return response
+
+
+def register(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)
+    if not access_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)
+        access_log.propagate = False
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    """The process is alive."""
+    return Response(b'{"status":"ok"}', content_type="application/json")
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    """The store answers."""
+    store = services().store
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        body = orjson.dumps({"status": "unavailable", "store": store.name, "detail": str(exc)})
+        return Response(body, status=503, content_type="application/json")
+    return Response(orjson.dumps({"status": "ready", "store": store.name}),
+                    content_type="application/json")

@@ -1,0 +1,24 @@
+"""The application factory: ``create_app(settings)`` builds the services and wires the blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from fhir_server.api import errors, observability
+from fhir_server.api.fhir_views import fhir
+from fhir_server.config import Settings
+from fhir_server.interactions.context import Services
+from fhir_server.store import Store, open_store
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.url_map.strict_slashes = False
+    app.extensions["fhir"] = Services(settings, store or open_store(settings))
+    observability.register(app)
+    errors.register(app)
+    app.register_blueprint(observability.health)
+    app.register_blueprint(fhir)
+    return app

@@ -1,0 +1,70 @@
+"""Settings, read once from the environment (or given explicitly by tests and the CLI)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CANONICAL_BASE = "https://fhir.demo-city.health.cn"  # TEMP until identifiers.py lands
+
+DEFAULT_DATA_DIR = "data"
+
+
+def default_store_url(data_dir: str | os.PathLike[str] | None = None) -> str:
+    directory = Path(data_dir or os.environ.get("FHIR_DATA_DIR") or DEFAULT_DATA_DIR)
+    return f"sqlite:///{directory / 'fhir.db'}"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _int(value: str | None, default: int) -> int:
+    return default if value is None or value == "" else int(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Environment variable names are given beside each field."""
+
+    store_url: str = field(default_factory=default_store_url)  # FHIR_STORE
+    base_url: str | None = None  # FHIR_BASE_URL: public FHIR base when behind a proxy
+    canonical_base: str = DEFAULT_CANONICAL_BASE  # FHIR_CANONICAL_BASE: identifier/profile URIs
+    allow_update_create: bool = False  # FHIR_ALLOW_UPDATE_CREATE: PUT to an unknown id creates
+    max_body_bytes: int = 16 * 1024 * 1024  # FHIR_MAX_BODY_BYTES
+    max_json_depth: int = 64  # FHIR_MAX_JSON_DEPTH
+    default_count: int = 50  # FHIR_DEFAULT_COUNT
+    max_count: int = 1000  # FHIR_MAX_COUNT
+    sqlite_synchronous: str = "NORMAL"  # FHIR_SQLITE_SYNCHRONOUS: NORMAL survives kill -9; FULL power loss
+    sqlite_busy_timeout_ms: int = 15000  # FHIR_SQLITE_BUSY_TIMEOUT_MS
+    access_log: bool = True  # FHIR_ACCESS_LOG: one JSON line per request
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        e = dict(os.environ if env is None else env)
+        base = cls()
+        settings = cls(
+            store_url=e.get("FHIR_STORE") or default_store_url(e.get("FHIR_DATA_DIR")),
+            base_url=(e.get("FHIR_BASE_URL") or "").rstrip("/") or None,
+            canonical_base=(e.get("FHIR_CANONICAL_BASE") or base.canonical_base).rstrip("/"),
+            allow_update_create=_bool(e.get("FHIR_ALLOW_UPDATE_CREATE"), base.allow_update_create),
+            max_body_bytes=_int(e.get("FHIR_MAX_BODY_BYTES"), base.max_body_bytes),
+            max_json_depth=_int(e.get("FHIR_MAX_JSON_DEPTH"), base.max_json_depth),
+            default_count=_int(e.get("FHIR_DEFAULT_COUNT"), base.default_count),
+            max_count=_int(e.get("FHIR_MAX_COUNT"), base.max_count),
+            sqlite_synchronous=(e.get("FHIR_SQLITE_SYNCHRONOUS") or base.sqlite_synchronous).upper(),
+            sqlite_busy_timeout_ms=_int(
+                e.get("FHIR_SQLITE_BUSY_TIMEOUT_MS"), base.sqlite_busy_timeout_ms
+            ),
+            access_log=_bool(e.get("FHIR_ACCESS_LOG"), base.access_log),
+        )
+        return replace(settings, **overrides) if overrides else settings

@@ -1,0 +1,58 @@
+"""The CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html), built from the
+interactions actually routed, so nothing is listed that is not served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fhir_server import FHIR_VERSION, __version__
+from fhir_server.config import Settings
+from fhir_server.fhir import structure
+
+TYPE_LEVEL_ORDER = ("read", "vread", "update", "patch", "delete", "history-instance",
+                    "history-type", "create", "search-type")
+
+
+def capability_statement(
+    routed: Iterable[tuple[str, str]], settings: Settings, base: str, date: str
+) -> dict[str, Any]:
+    """``routed``: (interaction code, level) pairs of the routes that exist."""
+    pairs = set(routed)
+    type_codes = [c for c in TYPE_LEVEL_ORDER if (c, "type") in pairs or (c, "instance") in pairs]
+    system_codes = sorted(c for c, level in pairs if level == "system")
+    resources = []
+    for rtype in sorted(structure.RESOURCE_TYPES):
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": c} for c in type_codes],
+            "versioning": "versioned-update",
+            "readHistory": "vread" in type_codes,
+            "updateCreate": settings.allow_update_create,
+            "conditionalCreate": False,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": False,
+            "conditionalDelete": "not-supported",
+        }
+        resources.append(entry)
+    rest: dict[str, Any] = {"mode": "server", "resource": resources}
+    if system_codes:
+        rest["interaction"] = [{"code": c} for c in system_codes]
+    return {
+        "resourceType": "CapabilityStatement",
+        "id": "ehc-fhir",
+        "url": f"{base}/metadata",
+        "name": "EhcFhirServer",
+        "title": "ehc-fhir: FHIR R4 server of the electronic health card platform",
+        "status": "active",
+        "experimental": False,
+        "date": date,
+        "publisher": "ehc-fhir",
+        "kind": "instance",
+        "software": {"name": "ehc-fhir", "version": __version__},
+        "implementation": {"description": "ehc-fhir FHIR R4 server", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [rest],
+    }

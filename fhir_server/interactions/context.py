@@ -1,0 +1,19 @@
+"""What every interaction needs: the store, the settings, and the request's base URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from fhir_server.config import Settings
+from fhir_server.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+
+    @cached_property
+    def cursor_key(self) -> bytes:
+        return self.store.secret("cursor")

@@ -1,0 +1,115 @@
+"""Shared rules of the resource interactions: type checks, validation, versions, meta."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fhir_server.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
+from fhir_server.fhir import jsonio, structure
+from fhir_server.fhir.instants import now_us, to_instant
+from fhir_server.store import NewVersion, Store, StoredResource, Tx, VersionConflict
+
+T = TypeVar("T")
+_MAX_ATTEMPTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    stored: StoredResource
+    created: bool = False
+    changed: bool = True  # False when nothing was written (e.g. deleting a deleted resource)
+
+
+def check_type(rtype: str) -> None:
+    if rtype not in structure.RESOURCE_TYPES:
+        raise NotFound(f"Unknown resource type {rtype!r}: this is not an R4 resource type")
+
+
+def validate(resource: Any, rtype: str) -> dict[str, Any]:
+    """Structural R4 validation; raises 400 with every issue found."""
+    issues = structure.validate(resource, rtype)
+    if issues:
+        raise InvalidResource(issues[0].diagnostics, issues=issues)
+    assert isinstance(resource, dict)
+    return resource
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def current_or_raise(tx: Tx | Store, rtype: str, rid: str) -> StoredResource:
+    current = tx.read(rtype, rid)
+    if current is None:
+        raise NotFound(f"{rtype}/{rid} is not known")
+    if current.deleted:
+        raise Gone(f"{rtype}/{rid} was deleted", headers={"ETag": etag(current.version)})
+    return current
+
+
+def check_if_match(current: StoredResource | None, if_match: int | None, rtype: str, rid: str) -> None:
+    if if_match is None:
+        return
+    have = current.version if current else 0
+    if have != if_match:
+        raise PreconditionFailed(
+            f"If-Match: {rtype}/{rid} is at version {have}, not {if_match}",
+            expression="If-Match",
+        )
+
+
+def etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def stamp(resource: dict[str, Any], rid: str, version: int, ts: int) -> bytes:
+    """The stored JSON: server-owned ``id``, ``meta.versionId`` and ``meta.lastUpdated``.
+
+    ``resourceType`` and ``id`` lead, as people expect to read them; the rest keeps its order.
+    """
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = to_instant(ts)
+    out: dict[str, Any] = {"resourceType": resource["resourceType"], "id": rid, "meta": meta}
+    for key, value in resource.items():
+        if key not in out:
+            out[key] = value
+    return jsonio.dumps(out)
+
+
+def put(
+    tx: Tx,
+    rtype: str,
+    rid: str,
+    resource: dict[str, Any] | None,
+    current: StoredResource | None,
+    method: str,
+) -> StoredResource:
+    """Write the next version after ``current`` (a deletion when ``resource`` is None)."""
+    version = current.version + 1 if current else 1
+    ts = now_us()
+    if current and ts <= current.ts:  # clocks of different processes may disagree slightly
+        ts = current.ts + 1
+    body = stamp(resource, rid, version, ts) if resource is not None else None
+    new = NewVersion(rtype, rid, version, ts, method, body)
+    tx.put(new, current.version if current else 0)
+    return StoredResource(rtype, rid, version, ts, method, body)
+
+
+def run_write(store: Store, work: Callable[[Tx], T]) -> T:
+    """Run ``work`` in a write transaction, retrying when a concurrent writer won the race.
+
+    ``work`` re-reads what it needs each time, so a retry re-checks ``If-Match`` against the
+    version that won (and answers 412 then).
+    """
+    for attempt in range(_MAX_ATTEMPTS):
+        try:
+            with store.transaction() as tx:
+                return work(tx)
+        except VersionConflict as exc:
+            if attempt == _MAX_ATTEMPTS - 1:
+                raise Conflict(f"Too many concurrent writes: {exc}") from exc
+    raise AssertionError("unreachable")

@@ -1,0 +1,25 @@
+"""Storage: the :class:`Store` protocol and its implementations (SQLite now, MongoDB next)."""
+
+from fhir_server.store.base import (
+    HistoryQuery,
+    NewVersion,
+    Store,
+    StoredResource,
+    StoreError,
+    StoreUnavailable,
+    Tx,
+    VersionConflict,
+)
+from fhir_server.store.factory import open_store
+
+__all__ = [
+    "HistoryQuery",
+    "NewVersion",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredResource",
+    "Tx",
+    "VersionConflict",
+    "open_store",
+]

@@ -1,0 +1,121 @@
+"""The storage port.
+
+Deliberately narrow and free of SQL assumptions: stores keep versions and answer reads; every rule
+(versioning, conditional logic, validation, meta) lives above, in ``interactions/``. A write is a
+compare-and-set on the current version, so a store needs only an atomic "put if the current version is
+still N" to make concurrent updates safe, which SQLite (``BEGIN IMMEDIATE``) and MongoDB (a filter on
+the version) both give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base class of storage failures (mapped to HTTP statuses by the interactions)."""
+
+
+class VersionConflict(StoreError):
+    """The compare-and-set of a write failed: another writer got there first."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached or is locked for too long (becomes 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One version of a resource as stored. ``body`` is the exact JSON served (None when deleted)."""
+
+    type: str
+    id: str
+    version: int
+    ts: int  # lastUpdated, microseconds since the epoch (UTC)
+    method: str  # POST, PUT, PATCH or DELETE: the interaction that made this version
+    body: bytes | None
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """A version the interactions have fully prepared (meta stamped, JSON serialised)."""
+
+    type: str
+    id: str
+    version: int
+    ts: int
+    method: str
+    body: bytes | None  # None records a deletion
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """History at system (type None), type (id None) or instance level, newest first.
+
+    ``after`` is the keyset cursor: the (ts, type, id, version) of the last entry already returned.
+    """
+
+    type: str | None = None
+    id: str | None = None
+    since: int | None = None  # inclusive lower bound on ts
+    before: int | None = None  # exclusive upper bound on ts (``_at``-style snapshot)
+    after: tuple[int, str, str, int] | None = None
+    limit: int = 50
+
+
+class Reader(Protocol):
+    def read(self, type: str, id: str) -> StoredResource | None:
+        """The current version (a deletion marker if deleted), or None if never created."""
+
+    def vread(self, type: str, id: str, version: int) -> StoredResource | None: ...
+
+    def history(self, query: HistoryQuery) -> list[StoredResource]: ...
+
+
+class Tx(Reader, Protocol):
+    """A write transaction. Everything put inside commits together or not at all."""
+
+    def put(self, new: NewVersion, expected_version: int) -> None:
+        """Write ``new`` if the current version is ``expected_version`` (0: must not exist).
+
+        Raises :class:`VersionConflict` otherwise.
+        """
+
+
+class Store(Reader, Protocol):
+    """A FHIR resource store. Implementations: ``store.sqlite.SqliteStore`` (and MongoDB)."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction; leaving the block by an exception rolls it back."""
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` unless the backend answers."""
+
+    def secret(self, name: str, length: int = 32) -> bytes:
+        """A random secret shared by every process using this store, created on first use."""
+
+    def close(self) -> None: ...
+
+
+def iter_history(reader: Reader, query: HistoryQuery) -> Iterator[StoredResource]:
+    """Walk a whole history by pages (used by tools and tests, not by the HTTP API)."""
+    while True:
+        page = reader.history(query)
+        yield from page
+        if len(page) < query.limit:
+            return
+        last = page[-1]
+        query = HistoryQuery(
+            query.type, query.id, query.since, query.before,
+            (last.ts, last.type, last.id, last.version), query.limit,
+        )

@@ -1,0 +1,19 @@
+"""Choose a store from its URL (``FHIR_STORE``)."""
+
+from __future__ import annotations
+
+from fhir_server.config import Settings
+from fhir_server.store.base import Store
+
+
+def open_store(settings: Settings) -> Store:
+    url = settings.store_url
+    if url.startswith("sqlite:"):
+        from fhir_server.store.sqlite import SqliteStore
+
+        return SqliteStore.from_url(
+            url,
+            synchronous=settings.sqlite_synchronous,
+            busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        )
+    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db")

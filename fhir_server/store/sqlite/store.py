@@ -1,0 +1,207 @@
+"""SQLite implementation of the Store protocol.
+
+One connection per thread (gunicorn workers fork first, so every process opens its own), WAL so readers
+never wait for the writer, ``BEGIN IMMEDIATE`` for writes so writers queue instead of deadlocking, and a
+busy timeout so several worker processes can write at once. With ``synchronous=NORMAL`` in WAL mode an
+acknowledged commit survives the process being killed (it is in the OS's page cache); ``FULL`` also
+survives power loss, at the price of an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fhir_server.store.base import (
+    HistoryQuery,
+    NewVersion,
+    StoredResource,
+    StoreUnavailable,
+    VersionConflict,
+)
+from fhir_server.store.sqlite.schema import STATEMENTS
+
+_COLUMNS = "type, id, version, ts, method, body"
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+def _row(row: tuple[Any, ...]) -> StoredResource:
+    return StoredResource(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def path_from_url(url: str) -> Path:
+    """``sqlite:///relative/file.db`` or ``sqlite:////absolute/file.db`` (SQLAlchemy's form)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a SQLite store URL: {url!r} (expected sqlite:///path/to/file.db)")
+    rest = url[len("sqlite:///") :]
+    if not rest or rest.startswith(":memory:"):
+        raise ValueError("the SQLite store needs a file path (in-memory databases cannot be shared)")
+    return Path(rest)
+
+
+class _Reads:
+    """Read queries shared by the store (autocommit reads) and its transactions."""
+
+    conn: sqlite3.Connection
+
+    def read(self, type: str, id: str) -> StoredResource | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND id = ?", (type, id)
+        ).fetchone()
+        return _row(row) if row else None
+
+    def vread(self, type: str, id: str, version: int) -> StoredResource | None:
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM history WHERE type = ? AND id = ? AND version = ?",
+            (type, id, version),
+        ).fetchone()
+        return _row(row) if row else None
+
+    def history(self, query: HistoryQuery) -> list[StoredResource]:
+        where: list[str] = []
+        args: list[Any] = []
+        if query.type is not None:
+            where.append("type = ?")
+            args.append(query.type)
+        if query.id is not None:
+            where.append("id = ?")
+            args.append(query.id)
+        if query.since is not None:
+            where.append("ts >= ?")
+            args.append(query.since)
+        if query.before is not None:
+            where.append("ts < ?")
+            args.append(query.before)
+        if query.after is not None:
+            where.append("(ts, type, id, version) < (?, ?, ?, ?)")
+            args.extend(query.after)
+        sql = f"SELECT {_COLUMNS} FROM history"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY ts DESC, type DESC, id DESC, version DESC LIMIT ?"
+        args.append(query.limit)
+        return [_row(r) for r in self.conn.execute(sql, args)]
+
+
+class _SqliteTx(_Reads):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def put(self, new: NewVersion, expected_version: int) -> None:
+        row = (new.type, new.id, new.version, new.ts, new.method, new.body)
+        if expected_version == 0:
+            cur = self.conn.execute(
+                f"INSERT OR IGNORE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row
+            )
+        else:
+            cur = self.conn.execute(
+                "UPDATE resources SET version = ?, ts = ?, method = ?, body = ?"
+                " WHERE type = ? AND id = ? AND version = ?",
+                (new.version, new.ts, new.method, new.body, new.type, new.id, expected_version),
+            )
+        if cur.rowcount != 1:
+            raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
+        self.conn.execute(f"INSERT INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
+
+
+class SqliteStore(_Reads):
+    name = "sqlite"
+    capabilities: frozenset[str] = frozenset({"transactions"})
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", busy_timeout_ms: int = 15000
+    ) -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"FHIR_SQLITE_SYNCHRONOUS must be one of {sorted(_SYNCHRONOUS)}")
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._pid = os.getpid()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()  # create the schema eagerly: a bad path fails at start-up
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in STATEMENTS:
+                conn.execute(statement)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot initialise SQLite database {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> SqliteStore:
+        return cls(path_from_url(url), **kwargs)
+
+    # -- connections --------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:  # type: ignore[override]
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # a forked child never reuses a parent's
+            conn = self._connect()
+            local.conn, local.pid = conn, os.getpid()
+        return conn
+
+    # -- protocol -----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[_SqliteTx]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the database is busy: {exc}") from exc
+        try:
+            yield _SqliteTx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+
+    def ping(self) -> None:
+        try:
+            self.conn.execute("SELECT 1 FROM resources LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite database {self.path} is not usable: {exc}") from exc
+
+    def secret(self, name: str, length: int = 32) -> bytes:
+        key = f"secret:{name}"
+        row = self.conn.execute("SELECT value FROM server_meta WHERE key = ?", (key,)).fetchone()
+        if row:
+            return bytes(row[0])
+        with self.transaction() as tx:
+            tx.conn.execute(
+                "INSERT OR IGNORE INTO server_meta (key, value) VALUES (?, ?)",
+                (key, secrets.token_bytes(length)),
+            )
+            row = tx.conn.execute("SELECT value FROM server_meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0])
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test: a real SQLite store in a temporary directory, the app, a client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fhir_server.app import create_app
+from fhir_server.config import Settings
+from fhir_server.store.sqlite import SqliteStore
+
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(store_url=f"sqlite:///{tmp_path / 'fhir.db'}", access_log=False)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SqliteStore]:
+    s = SqliteStore.from_url(settings.store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(settings: Settings, store: SqliteStore) -> Flask:
+    return create_app(settings, store)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, path: str, body: Any, **headers: str) -> Any:
+    return client.post(path, json=body, headers={"Content-Type": FHIR_JSON, **headers})
