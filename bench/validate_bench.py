@@ -42,7 +42,8 @@ def main() -> None:
     print(f"{'type':<20}{'n':>4}{'median µs':>12}{'max µs':>10}")
     for rtype, meds in sorted(by_type.items()):
         print(f"{rtype:<20}{len(meds):>4}{statistics.median(meds):>12.1f}{max(meds):>10.1f}")
-    print(f"overall median: {statistics.median(all_medians):.1f} µs over {len(all_medians)} resources")
+    overall = statistics.median(all_medians)
+    print(f"overall median: {overall:.1f} µs over {len(all_medians)} resources")
     print(f"Patient median: {statistics.median(by_type['Patient']):.1f} µs")
 
 

@@ -7,12 +7,14 @@ from flask import Flask
 from fhir_server.api import errors, observability
 from fhir_server.api.fhir_views import fhir
 from fhir_server.config import Settings
+from fhir_server.fhir import structure
 from fhir_server.interactions.context import Services
 from fhir_server.store import Store, open_store
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
     settings = settings or Settings.from_env()
+    structure.RESOURCE_TYPES  # load the R4 tables now, not on the first request  # noqa: B018
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False

@@ -57,5 +57,6 @@ def serve(
         "accesslog": None,  # the app writes its own JSON access log
         "errorlog": "-",
         "when_ready": when_ready,
+        "control_socket_disable": True,  # several servers may run on one machine
     }
     _Gunicorn(settings, options).run()

@@ -5,7 +5,8 @@ Run from the repository root::
     .venv/bin/python scripts/extract_spec.py [--shared ../shared]
 
 Reads ``<shared>/fhir-r4/profiles-types.json`` and ``profiles-resources.json`` (Bundles of
-StructureDefinitions, using their ``snapshot``) and writes ``fhir_server/fhir/data/r4_structure.json``.
+StructureDefinitions, using their ``snapshot``) and writes
+``fhir_server/fhir/data/r4_structure.json``.
 One function per extract; ``main()`` runs them all. Output keys are sorted so regeneration is
 deterministic.
 
@@ -13,12 +14,12 @@ deterministic.
 
     {
       "fhirVersion": "4.0.1",
-      "resourceTypes": ["Account", ...],            # concrete resources (kind resource, abstract false)
+      "resourceTypes": ["Account", ...],            # concrete (kind resource, abstract false)
       "primitives": {"date": {"json": "string", "regex": "..."}, ...},
-      "types": {                                    # complex datatypes, resources, backbone elements
+      "types": {                                    # complex datatypes, resources, backbones
         "Patient": {"kind": "resource", "elements": {
             "name": {"min": 0, "max": "*", "summary": true,
-                     "types": {"name": ["HumanName", false]}},      # JSON name -> [type, primitive?]
+                     "types": {"name": ["HumanName", false]}},  # JSON name -> [type, primitive?]
             "deceased[x]": {"min": 0, "max": "1", "summary": true,
                             "types": {"deceasedBoolean": ["boolean", true],
                                       "deceasedDateTime": ["dateTime", true]}},

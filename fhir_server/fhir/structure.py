@@ -1,10 +1,10 @@
 """Table-driven validation of resources against the exact FHIR R4 (4.0.1) structure.
 
 The tables come from ``data/r4_structure.json`` (written by ``scripts/extract_spec.py`` from the
-official StructureDefinitions). At first use they are compiled into one :class:`TypeInfo` per complex
-type, resource and backbone element, each holding a dict from JSON property name to a :class:`Slot`,
-and one checker function per primitive type (regexes compiled once). Validation is then a walk over
-the JSON with dict look-ups, ``type(v) is ...`` tests and precompiled regexes.
+official StructureDefinitions). At first use they are compiled into one :class:`TypeInfo` per
+complex type, resource and backbone element, each holding a dict from JSON property name to a
+:class:`Slot`, and one checker function per primitive type (regexes compiled once). Validation is
+then a walk over the JSON with dict look-ups, ``type(v) is ...`` tests and precompiled regexes.
 
 Expressions (``Issue.expression``) are FHIRPath: ``Patient.name[0].given[1]``; choice elements use
 their JSON name (``Observation.valueQuantity.value``); a primitive's extension is addressed through
@@ -17,9 +17,11 @@ the primitive (``Patient.birthDate.extension[0].url``, and the ``_birthDate`` ob
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import html.entities
 import json
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -189,10 +191,11 @@ def _make_checker(name: str, spec: dict[str, Any]) -> Checker:
     if kind == "number":
 
         def check_number(value: object) -> str | None:
-            t = type(value)
-            if t is Decimal:
-                return None if value.is_finite() else "must be a finite number"  # type: ignore[union-attr]
-            if t is int or (t is float and value == value and abs(value) != float("inf")):  # type: ignore[operator, arg-type]
+            if isinstance(value, Decimal):
+                return None if value.is_finite() else "must be a finite number"
+            if type(value) is int:
+                return None
+            if isinstance(value, float) and math.isfinite(value):
                 return None
             return f"must be a JSON number, not {_json_kind(value)}"
 
@@ -207,6 +210,8 @@ def _make_checker(name: str, spec: dict[str, Any]) -> Checker:
                 return "must not be an empty string"
             if not value.strip():
                 return "must not be only whitespace"
+            if name == "dateTime" and "T" in value and fullmatch(value + "Z") is not None:
+                return f"{_short(value)} has a time but no timezone"
             return f"{_short(value)} is not a valid {name}"
         if not value.strip():
             return "must not be empty or only whitespace"
@@ -216,8 +221,6 @@ def _make_checker(name: str, spec: dict[str, Any]) -> Checker:
             err = _calendar_error(value)
             if err:
                 return err
-            if name == "dateTime" and "T" in value and not (value[-1] == "Z" or value[-6] in "+-"):
-                return f"{_short(value)} has a time but no timezone"
         return None
 
     return check_string
@@ -307,7 +310,8 @@ class _Walker:
 
     def resource(self, value: object, path: str, expected: str | None, nested: bool) -> None:
         if type(value) is not dict:
-            self.add("structure", f"a resource must be a JSON object, not {_json_kind(value)}", path)
+            kind = _json_kind(value)
+            self.add("structure", f"a resource must be a JSON object, not {kind}", path)
             return
         rtype = value.get("resourceType")
         if rtype is None:
@@ -321,11 +325,12 @@ class _Walker:
             self.add("structure", f"unknown resourceType {rtype!r}{hint}", path)
             return
         if expected is not None and rtype != expected:
-            self.add("invalid", f"resourceType {rtype!r} does not match expected {expected!r}", path)
+            msg = f"resourceType {rtype!r} does not match expected {expected!r}"
+            self.add("invalid", msg, path)
             return
-        self.object(value, self.types[rtype], f"{path}.ofType({rtype})" if nested else rtype)
+        self.walk(value, self.types[rtype], f"{path}.ofType({rtype})" if nested else rtype)
 
-    def object(self, obj: dict[str, Any], info: TypeInfo, path: str) -> None:
+    def walk(self, obj: dict[str, Any], info: TypeInfo, path: str) -> None:
         props = info.props
         seen: dict[str, str] | None = None
         for key, value in obj.items():
@@ -410,7 +415,8 @@ class _Walker:
 
     def extension(self, obj: dict[str, Any], seen: dict[str, str] | None, path: str) -> None:
         if seen and "value[x]" in seen and "extension" in obj:
-            self.add("invalid", "an extension must have either a value or extensions, not both", path)
+            msg = "an extension must have either a value or extensions, not both"
+            self.add("invalid", msg, path)
 
     def item(self, value: object, slot: Slot, path: str) -> None:
         if slot.resource:
@@ -427,7 +433,7 @@ class _Walker:
             return
         info = slot.info
         assert info is not None
-        self.object(value, info, path)
+        self.walk(value, info, path)
 
     def companion(self, obj: dict[str, Any], slot: Slot, value: object, path: str) -> None:
         key = slot.name
@@ -444,7 +450,8 @@ class _Walker:
                 )
                 return
             if not value or all(v is None for v in value):
-                self.add("structure", f"_{key} must have at least one non-null item", f"{path}.{key}")
+                msg = f"_{key} must have at least one non-null item"
+                self.add("structure", msg, f"{path}.{key}")
                 return
             for i, item in enumerate(value):
                 if item is not None:
@@ -456,20 +463,21 @@ class _Walker:
 
     def element(self, value: object, key: str, path: str) -> None:
         if type(value) is not dict:
-            self.add(
-                "structure", f"_{key} must be an object with id/extension, not {_json_kind(value)}", path
-            )
+            msg = f"_{key} must be an object with id/extension, not {_json_kind(value)}"
+            self.add("structure", msg, path)
             return
         if not value:
             self.add("structure", "empty objects are not allowed", path)
             return
-        self.object(value, self.types["Element"], path)
+        self.walk(value, self.types["Element"], path)
 
     def unknown(self, key: str, info: TypeInfo, path: str) -> None:
         if key == "resourceType":
             if info.is_resource:
                 return
-            self.add("structure", f"resourceType is not allowed inside {info.name}", path)
+            self.add(
+                "structure", f"resourceType is not allowed inside {info.name}", f"{path}.{key}"
+            )
             return
         close = difflib.get_close_matches(key, list(info.props), 1, 0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -483,8 +491,6 @@ def validate(resource: object, expected_type: str | None = None) -> list[Issue]:
     :data:`MAX_ISSUES` issues are returned.
     """
     walker = _Walker(_tables())
-    try:
+    with contextlib.suppress(_Full):
         walker.resource(resource, expected_type or "Resource", expected_type, False)
-    except _Full:
-        pass
     return walker.issues
