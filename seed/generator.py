@@ -371,7 +371,7 @@ class _Generator:
         identifier: list[dict[str, Any]] = [
             {
                 "use": "official",
-                "type": {"coding": [coding(ids.CS_V2_0203, "JHN", "Jurisdictional health number"),
+                "type": {"coding": [coding(ids.CS_V2_0203, "JHN"),
                                     coding(self.cs.ehc_identifier_type, "EHC", "电子健康卡")],
                          "text": "电子健康卡ID"},
                 "system": s.ehc_id,
@@ -386,9 +386,7 @@ class _Generator:
             },
             {
                 "use": "official",
-                "type": {"coding": [coding(ids.CS_V2_0203, "NNCHN", "National Person Identifier "
-                                           "where the xxx is the ISO table 3166 3-character "
-                                           "(alphabetic) country code"),
+                "type": {"coding": [coding(ids.CS_V2_0203, "NNCHN"),
                                     coding(ids.CS_CV02_01_101_ID_DOC_TYPE, "01", "居民身份证")],
                          "text": "居民身份证"},
                 "system": s.cin,
