@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CANONICAL_BASE = "https://fhir.demo-city.health.cn"  # TEMP until identifiers.py lands
+from fhir_server.fhir.identifiers import DEFAULT_CANONICAL_BASE
 
 DEFAULT_DATA_DIR = "data"
 

@@ -15,7 +15,7 @@ from fhir_server.errors import (
     outcome_json,
 )
 from fhir_server.errors import Issue
-from fhir_server.fhir import jsonio
+from fhir_server.fhir import jsonio, summary
 from fhir_server.fhir.instants import parse_http_date, to_http_date
 from fhir_server.interactions.context import Services
 from fhir_server.store import StoredResource
@@ -191,8 +191,6 @@ def resource_response(
     body = stored.body
     query = query or {}
     if "_summary" in query or "_elements" in query or pretty():
-        from fhir_server.fhir import summary  # TEMP lazy until summary.py lands
-
         doc = jsonio.loads_trusted(body)
         if "_summary" in query:
             if "_elements" in query:
