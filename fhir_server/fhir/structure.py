@@ -23,12 +23,12 @@ import html.entities
 import json
 import math
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
+from xml.parsers import expat
 
 from fhir_server.errors import Issue
 
@@ -129,18 +129,40 @@ def _html_entity(m: re.Match[str]) -> str:
     return f"&#{cp};" if cp is not None else m.group(0)
 
 
+class _XmlDeclaration(Exception):
+    pass
+
+
+def _no_declarations(*_args: object) -> None:
+    raise _XmlDeclaration
+
+
 def _check_xhtml(value: object) -> str | None:
     if type(value) is not str:
         return f"must be a JSON string, not {_json_kind(value)}"
-    if "<!" in value and re.search(r"<!\s*(DOCTYPE|ENTITY)", value, re.IGNORECASE):
-        return "DOCTYPE and ENTITY declarations are not allowed in narrative"
     if "<div" not in value:
         return "narrative must be a <div> element"
+    if "<!" in value and re.search(r"<!\s*(DOCTYPE|ENTITY)", value, re.IGNORECASE):
+        return "DOCTYPE and ENTITY declarations are not allowed in narrative"
+    root: list[str] = []
+
+    def start(name: str, _attrs: object) -> None:
+        if not root:
+            root.append(name)
+
+    # expat directly (what ElementTree uses, without building a tree); declarations are refused
+    # both above and by the handlers, so no entity can ever be expanded
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartDoctypeDeclHandler = _no_declarations
+    parser.EntityDeclHandler = _no_declarations
+    parser.StartElementHandler = start
     try:
-        root = ET.fromstring(_ENTITY.sub(_html_entity, value) if "&" in value else value)
-    except ET.ParseError as exc:
+        parser.Parse(_ENTITY.sub(_html_entity, value) if "&" in value else value, True)
+    except _XmlDeclaration:
+        return "DOCTYPE and ENTITY declarations are not allowed in narrative"
+    except expat.ExpatError as exc:
         return f"narrative is not well-formed XHTML: {exc}"
-    if root.tag != "{" + XHTML_NS + "}div":
+    if root[0] != XHTML_NS + " div":
         return f'narrative root must be a <div> in the namespace "{XHTML_NS}"'
     return None
 
