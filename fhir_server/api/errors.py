@@ -7,8 +7,8 @@ import logging
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from fhir_server.errors import FhirError, Issue
 from fhir_server.api.http import outcome_response
+from fhir_server.errors import FhirError, Issue
 from fhir_server.store import StoreUnavailable, VersionConflict
 
 log = logging.getLogger("fhir_server.error")

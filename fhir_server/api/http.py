@@ -6,15 +6,15 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 
 from fhir_server.errors import (
     InvalidRequest,
+    Issue,
     NotAcceptable,
     UnsupportedMediaType,
     outcome_json,
 )
-from fhir_server.errors import Issue
 from fhir_server.fhir import jsonio, summary
 from fhir_server.fhir.instants import parse_http_date, to_http_date
 from fhir_server.interactions.context import Services

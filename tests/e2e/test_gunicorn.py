@@ -57,7 +57,7 @@ def test_racing_if_match_updates_exactly_one_wins(server: Server) -> None:
     for round_ in range(1, 6):
         barrier = threading.Barrier(8)
 
-        def attempt(_: int, round_: int = round_) -> int:
+        def attempt(_: int, round_: int = round_, barrier: threading.Barrier = barrier) -> int:
             body = {**PATIENT, "id": rid, "gender": "male" if round_ % 2 else "female"}
             barrier.wait()
             return requests.put(f"{server.base}/Patient/{rid}", json=body, timeout=30,

@@ -13,7 +13,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,18 +50,23 @@ class _Reads:
 
     conn: sqlite3.Connection
 
+    def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:  # locked, unreadable, disk I/O: retryable
+            raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
+
     def read(self, type: str, id: str) -> StoredResource | None:
-        row = self.conn.execute(
-            f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND id = ?", (type, id)
-        ).fetchone()
-        return _row(row) if row else None
+        rows = self._query(f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND id = ?",
+                           (type, id))
+        return _row(rows[0]) if rows else None
 
     def vread(self, type: str, id: str, version: int) -> StoredResource | None:
-        row = self.conn.execute(
+        rows = self._query(
             f"SELECT {_COLUMNS} FROM history WHERE type = ? AND id = ? AND version = ?",
             (type, id, version),
-        ).fetchone()
-        return _row(row) if row else None
+        )
+        return _row(rows[0]) if rows else None
 
     def history(self, query: HistoryQuery) -> list[StoredResource]:
         where: list[str] = []
@@ -86,7 +91,7 @@ class _Reads:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY ts DESC, type DESC, id DESC, version DESC LIMIT ?"
         args.append(query.limit)
-        return [_row(r) for r in self.conn.execute(sql, args)]
+        return [_row(r) for r in self._query(sql, args)]
 
 
 class _SqliteTx(_Reads):
