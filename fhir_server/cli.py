@@ -36,12 +36,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from seed import generate, total_hint
-    from seed.progress import ProgressBar
-
     from fhir_server.interactions.context import Services
     from fhir_server.interactions.load import load
     from fhir_server.store import HistoryQuery, open_store
+    from seed import generate, total_hint
+    from seed.progress import ProgressBar
 
     settings = _settings(args)
     store = open_store(settings)
