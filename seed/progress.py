@@ -73,6 +73,7 @@ class ProgressBar:
         if self._closed:
             return
         self._closed = True
+        self.total = max(self.count, 1)  # the total was an estimate: the finished bar is complete
         if self._tty:
             self.stream.write("\r" + self._line() + "\n")
         else:
