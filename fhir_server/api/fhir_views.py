@@ -54,19 +54,16 @@ def _written(result: WriteResult, status: int) -> Response:
     """Honour ``Prefer: return=minimal | representation | OperationOutcome``."""
     stored = result.stored
     location = f"{http.base_url()}/{stored.type}/{stored.id}/_history/{stored.version}"
-    headers = {"Location": location, **http.version_headers(stored)}
-    if status != 201:
-        headers["Content-Location"] = headers.pop("Location")
+    where = {"Location" if status == 201 else "Content-Location": location}
     wanted = http.prefer().get("return", "representation").lower()
     if wanted == "minimal":
-        return Response(status=status, headers=headers)
+        return Response(status=status, headers={**where, **http.version_headers(stored)})
     if wanted == "operationoutcome":
         verb = "Created" if result.created else "Updated"
         issue = Issue("information", "informational",
                       f"{verb} {stored.type}/{stored.id} version {stored.version}")
-        return http.outcome_response([issue], status, headers)
-    del headers["ETag"], headers["Last-Modified"]  # resource_response sets them
-    return http.resource_response(stored, status, headers)
+        return http.outcome_response([issue], status, {**where, **http.version_headers(stored)})
+    return http.resource_response(stored, status, where)
 
 
 @fhir.interaction("/<rtype>", "POST", "create", "type")

@@ -265,3 +265,23 @@ def test_last_updated_increases(client: FlaskClient) -> None:
     second = client.put(f"/fhir/Patient/{rid}", json={**PATIENT, "id": rid},
                         headers={"Content-Type": FHIR_JSON})
     assert second.get_json()["meta"]["lastUpdated"] > first.get_json()["meta"]["lastUpdated"]
+
+
+def test_update_as_create_when_enabled_and_public_base_url(tmp_path: Any) -> None:
+    from fhir_server.app import create_app
+    from fhir_server.config import Settings
+
+    settings = Settings.from_env(
+        {"FHIR_STORE": f"sqlite:///{tmp_path / 'f.db'}", "FHIR_ALLOW_UPDATE_CREATE": "true",
+         "FHIR_BASE_URL": "https://fhir.example.org/r4/", "FHIR_ACCESS_LOG": "0"})
+    client = create_app(settings).test_client()
+    response = client.put("/fhir/Patient/card-holder-1", json={**PATIENT, "id": "card-holder-1"},
+                          headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 201
+    assert response.headers["Location"] == \
+        "https://fhir.example.org/r4/Patient/card-holder-1/_history/1"
+    bad_id = client.put("/fhir/Patient/bad_id!", json={**PATIENT, "id": "bad_id!"},
+                        headers={"Content-Type": FHIR_JSON})
+    assert bad_id.status_code == 400
+    cs = client.get("/fhir/metadata").get_json()
+    assert cs["rest"][0]["resource"][0]["updateCreate"] is True
