@@ -64,8 +64,11 @@ class ProgressBar:
                 self.stream.write("\r" + self._line())
                 self.stream.flush()
         elif self.total:
+            crossed = False
             while self._next_decile <= 9 and self.count * 10 >= self._next_decile * self.total:
                 self._next_decile += 1
+                crossed = True
+            if crossed:  # one line however many tenths a large batch crossed
                 self.stream.write(self._line() + "\n")
                 self.stream.flush()
 
