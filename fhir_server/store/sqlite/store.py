@@ -69,20 +69,10 @@ class _Reads:
         return _row(rows[0]) if rows else None
 
     def history(self, query: HistoryQuery) -> list[StoredResource]:
-        where: list[str] = []
-        args: list[Any] = []
-        if query.type is not None:
-            where.append("type = ?")
-            args.append(query.type)
-        if query.id is not None:
-            where.append("id = ?")
-            args.append(query.id)
-        if query.since is not None:
-            where.append("ts >= ?")
-            args.append(query.since)
-        if query.before is not None:
-            where.append("ts < ?")
-            args.append(query.before)
+        filters = (("type = ?", query.type), ("id = ?", query.id), ("ts >= ?", query.since),
+                   ("ts < ?", query.before))
+        where = [sql for sql, value in filters if value is not None]
+        args: list[Any] = [value for _, value in filters if value is not None]
         if query.after is not None:
             where.append("(ts, type, id, version) < (?, ?, ?, ?)")
             args.extend(query.after)
