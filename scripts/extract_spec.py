@@ -36,12 +36,32 @@ deterministic.
 Element types named ``http://hl7.org/fhirpath/System.*`` (``Element.id``, ``Extension.url``) are
 written as their ``structuredefinition-fhir-type`` (``string``, ``uri``) with ``"attribute": true``:
 in JSON they are plain values without a ``_name`` companion. ``Resource.id`` is typed ``id``.
+
+``r4_search_parameters.json`` (from ``<shared>/fhir-r4/search-parameters.json``) layout::
+
+    {
+      "fhirVersion": "4.0.1",
+      "parameters": [                               # sorted by url
+        {"url": "http://hl7.org/fhir/SearchParameter/clinical-code", "code": "code",
+         "type": "token", "base": ["AllergyIntolerance", ...],
+         "expressions": {"AllergyIntolerance": "AllergyIntolerance.code | AllergyIntolerance...",
+                         "Condition": "Condition.code", ...},     # narrowed per base, or null
+         "expression": "<the official expression>", "xpathUsage": "normal", "target": [...],
+         "multipleOr": true, "multipleAnd": true, "modifier": [...], "comparator": [...],
+         "component": [{"definition": "<url>", "expression": "code"}, ...]},   # composites
+        ...]
+    }
+
+Optional keys are written only when present. A shared expression such as
+``AllergyIntolerance.code | Condition.code`` keeps, per base, the union branches starting with that
+type (``X.path``, ``(X.path as T)``) or with no resource type at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +211,85 @@ def extract_structure(shared: Path) -> dict[str, Any]:
     }
 
 
+def split_union(expression: str) -> list[str]:
+    """Top-level ``|`` branches of a FHIRPath expression (not inside parentheses or quotes)."""
+    branches: list[str] = []
+    depth = 0
+    quote = False
+    start = 0
+    for i, ch in enumerate(expression):
+        if quote:
+            if ch == "\\":
+                continue
+            if ch == "'":
+                quote = False
+        elif ch == "'":
+            quote = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            branches.append(expression[start:i].strip())
+            start = i + 1
+    branches.append(expression[start:].strip())
+    return branches
+
+
+_LEADING_NAME = re.compile(r"\(*\s*([A-Za-z][A-Za-z0-9_]*)")
+
+
+def narrow_expression(expression: str, base: str, resource_types: set[str]) -> str | None:
+    """The union branches of ``expression`` that apply to resources of type ``base``."""
+    kept = []
+    for branch in split_union(expression):
+        match = _LEADING_NAME.match(branch)
+        lead = match.group(1) if match else ""
+        if lead == base or lead not in resource_types:
+            kept.append(branch)
+    return " | ".join(kept) if kept else None
+
+
+def extract_search_parameters(shared: Path) -> dict[str, Any]:
+    bundle = json.loads((shared / "fhir-r4" / "search-parameters.json").read_text(encoding="utf-8"))
+    defs = load_definitions(shared)
+    resource_types = {sd["id"] for sd in defs.values() if sd["kind"] == "resource"}
+    params: list[dict[str, Any]] = []
+    for entry in bundle["entry"]:
+        res = entry["resource"]
+        if res.get("resourceType") != "SearchParameter":
+            continue
+        out: dict[str, Any] = {
+            "url": res["url"],
+            "code": res["code"],
+            "type": res["type"],
+            "base": sorted(res["base"]),
+            "xpathUsage": res.get("xpathUsage", "normal"),
+        }
+        expression = res.get("expression")
+        out["expression"] = expression
+        out["expressions"] = {
+            base: narrow_expression(expression, base, resource_types) if expression else None
+            for base in res["base"]
+        }
+        if res.get("target"):
+            out["target"] = sorted(res["target"])
+        for key in ("modifier", "comparator"):
+            if res.get(key):
+                out[key] = list(res[key])
+        for key in ("multipleOr", "multipleAnd"):
+            if key in res:
+                out[key] = res[key]
+        if res.get("component"):
+            out["component"] = [
+                {"definition": c["definition"], "expression": c["expression"]}
+                for c in res["component"]
+            ]
+        params.append(out)
+    params.sort(key=lambda p: p["url"])
+    return {"fhirVersion": "4.0.1", "parameters": params}
+
+
 def write_json(name: str, data: Any) -> Path:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / name
@@ -204,6 +303,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared")
     args = parser.parse_args(argv)
     path = write_json("r4_structure.json", extract_structure(args.shared))
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    path = write_json("r4_search_parameters.json", extract_search_parameters(args.shared))
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
