@@ -49,6 +49,11 @@ _SUBTYPES: dict[str, frozenset[str]] = {
 }
 
 
+# System types (``as(DateTime)`` in a component expression) name the FHIR primitives they map to.
+_SYSTEM_TYPES = {"DateTime": "dateTime", "Date": "date", "Time": "time", "String": "string",
+                 "Boolean": "boolean", "Decimal": "decimal", "Integer": "integer"}
+
+
 class Unsupported(Exception):
     """The expression is outside the natively compiled subset."""
 
@@ -302,6 +307,7 @@ class _Parser:
         return out
 
     def type_filter(self, branches: list[_Branch], type_name: str) -> list[_Branch]:
+        type_name = _SYSTEM_TYPES.get(type_name, type_name)
         accepted = _SUBTYPES.get(type_name, frozenset({type_name}))
         if type_name not in self.types and type_name not in self.primitives:
             raise Unsupported(f"unknown type {type_name}")
