@@ -290,6 +290,27 @@ def extract_search_parameters(shared: Path) -> dict[str, Any]:
     return {"fhirVersion": "4.0.1", "parameters": params}
 
 
+def extract_compartments(shared: Path) -> dict[str, Any]:
+    """``r4_compartments.json``: from every ``<shared>/fhir-r4/compartmentdefinition-*.json``::
+
+        {"fhirVersion": "4.0.1",
+         "compartments": {"Patient": {"url": "http://hl7.org/fhir/CompartmentDefinition/patient",
+                                      "resources": {"Account": ["subject"], ...}}}}
+
+    Only resource types with at least one parameter are listed (the others cannot be in the
+    compartment); the compartment's own type (Patient) is in it by ``_id`` as well.
+    """
+    compartments: dict[str, Any] = {}
+    for path in sorted((shared / "fhir-r4").glob("compartmentdefinition-*.json")):
+        res = json.loads(path.read_text(encoding="utf-8"))
+        compartments[res["code"]] = {
+            "url": res["url"],
+            "resources": {r["code"]: list(r["param"]) for r in res.get("resource", ())
+                          if r.get("param")},
+        }
+    return {"fhirVersion": "4.0.1", "compartments": compartments}
+
+
 def write_json(name: str, data: Any) -> Path:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / name
@@ -305,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     path = write_json("r4_structure.json", extract_structure(args.shared))
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     path = write_json("r4_search_parameters.json", extract_search_parameters(args.shared))
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    path = write_json("r4_compartments.json", extract_compartments(args.shared))
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
