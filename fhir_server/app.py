@@ -15,7 +15,7 @@ from fhir_server.store import Store, open_store
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
     settings = settings or Settings.from_env()
     structure.RESOURCE_TYPES  # load the R4 tables now, not on the first request  # noqa: B018
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
     app.extensions["fhir"] = Services(settings, store or open_store(settings))

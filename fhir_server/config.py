@@ -40,6 +40,7 @@ class Settings:
     base_url: str | None = None  # FHIR_BASE_URL: public FHIR base when behind a proxy
     canonical_base: str = DEFAULT_CANONICAL_BASE  # FHIR_CANONICAL_BASE: identifier/profile URIs
     allow_update_create: bool = False  # FHIR_ALLOW_UPDATE_CREATE: PUT to an unknown id creates
+    conditional_delete_multiple: bool = False  # FHIR_CONDITIONAL_DELETE_MULTIPLE: delete all matches
     max_body_bytes: int = 16 * 1024 * 1024  # FHIR_MAX_BODY_BYTES
     max_json_depth: int = 64  # FHIR_MAX_JSON_DEPTH
     default_count: int = 50  # FHIR_DEFAULT_COUNT
@@ -57,6 +58,8 @@ class Settings:
             base_url=(e.get("FHIR_BASE_URL") or "").rstrip("/") or None,
             canonical_base=(e.get("FHIR_CANONICAL_BASE") or base.canonical_base).rstrip("/"),
             allow_update_create=_bool(e.get("FHIR_ALLOW_UPDATE_CREATE"), base.allow_update_create),
+            conditional_delete_multiple=_bool(e.get("FHIR_CONDITIONAL_DELETE_MULTIPLE"),
+                                              base.conditional_delete_multiple),
             max_body_bytes=_int(e.get("FHIR_MAX_BODY_BYTES"), base.max_body_bytes),
             max_json_depth=_int(e.get("FHIR_MAX_JSON_DEPTH"), base.max_json_depth),
             default_count=_int(e.get("FHIR_DEFAULT_COUNT"), base.default_count),

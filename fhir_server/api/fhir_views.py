@@ -6,12 +6,14 @@ from flask import Response
 
 from fhir_server.api import http
 from fhir_server.api.routes import FhirBlueprint
-from fhir_server.errors import Issue
+from fhir_server.errors import Issue, NotFound
+from fhir_server.fhir import structure
 from fhir_server.fhir.instants import now_us, to_instant
-from fhir_server.interactions import crud
+from fhir_server.interactions import crud, search
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.interactions.history import HISTORY_PARAMETERS, history
 from fhir_server.interactions.resources import WriteResult
+from fhir_server.search.compartments import compartments
 
 fhir = FhirBlueprint("fhir", __name__, url_prefix="/fhir")
 fhir.before_request(http.negotiate)
@@ -69,8 +71,84 @@ def _written(result: WriteResult, status: int) -> Response:
 @fhir.interaction("/<rtype>", "POST", "create", "type")
 def create(rtype: str) -> Response:
     http.params(())
-    result = crud.create(http.services(), rtype, http.read_resource_body())
-    return _written(result, 201)
+    svc = http.services()
+    criteria = http.header_criteria("If-None-Exist")
+    condition = None if criteria is None else search.criteria(svc, rtype, criteria, http.base_url())
+    body = http.read_resource_body()
+    result = crud.create(svc, rtype, body, if_none_exist=condition)
+    return _written(result, 201 if result.created else 200)
+
+
+@fhir.interaction("/<rtype>", "PUT", "update", "type")
+def conditional_update(rtype: str) -> Response:
+    svc = http.services()
+    where = search.criteria(svc, rtype, http.query_pairs(), http.base_url())
+    result = crud.conditional_update(svc, rtype, where, http.read_resource_body())
+    return _written(result, 201 if result.created else 200)
+
+
+@fhir.interaction("/<rtype>", "PATCH", "patch", "type")
+def conditional_patch(rtype: str) -> Response:
+    svc = http.services()
+    where = search.criteria(svc, rtype, http.query_pairs(), http.base_url())
+    result = crud.conditional_patch(svc, rtype, where, http.read_body(http.JSON_PATCH))
+    return _written(result, 200)
+
+
+@fhir.interaction("/<rtype>", "DELETE", "delete", "type")
+def conditional_delete(rtype: str) -> Response:
+    svc = http.services()
+    where = search.criteria(svc, rtype, http.query_pairs(), http.base_url())
+    results = crud.conditional_delete(svc, rtype, where,
+                                      multiple=svc.settings.conditional_delete_multiple)
+    if http.prefer().get("return", "").lower() == "operationoutcome" or not results:
+        text = (f"Deleted {len(results)} {rtype}" if results
+                else f"No {rtype} matched the criteria; nothing was deleted")
+        return http.outcome_response([Issue("information", "informational", text)], 200)
+    return Response(status=204)
+
+
+def _searchset(types: list[str], pairs: list[tuple[str, str]], path: str,
+               compartment: search.Compartment | None = None) -> Response:
+    doc = search.search(http.services(), http.base_url(), path, types, pairs,
+                        strict=not http.lenient(), compartment=compartment)
+    return http.json_response(doc)
+
+
+@fhir.interaction("/<rtype>", "GET", "search-type", "type")
+def search_type(rtype: str) -> Response:
+    return _searchset([rtype], http.query_pairs(), rtype)
+
+
+@fhir.interaction("/<rtype>/_search", "POST", "search-type", "type")
+def search_type_post(rtype: str) -> Response:
+    return _searchset([rtype], http.form_pairs(), rtype)
+
+
+def _system_types(pairs: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    types = [t for k, v in pairs if k == "_type" for t in v.split(",") if t]
+    rest = [(k, v) for k, v in pairs if k != "_type"]
+    return (types or sorted(structure.RESOURCE_TYPES)), rest
+
+
+@fhir.interaction("/", "GET", "search-system", "system")
+def search_system() -> Response:
+    types, rest = _system_types(http.query_pairs())
+    return _searchset(types, rest, "")
+
+
+@fhir.interaction("/_search", "POST", "search-system", "system")
+def search_system_post() -> Response:
+    types, rest = _system_types(http.form_pairs())
+    return _searchset(types, rest, "")
+
+
+@fhir.interaction("/<ctype>/<cid>/<rtype>", "GET", "search-compartment", "compartment")
+def search_compartment(ctype: str, cid: str, rtype: str) -> Response:
+    if ctype not in compartments():
+        raise NotFound(f"{ctype} is not a compartment this server supports")
+    return _searchset([rtype], http.query_pairs(), f"{ctype}/{cid}/{rtype}",
+                      search.Compartment(ctype, cid))
 
 
 @fhir.interaction("/<rtype>/<rid>", "PUT", "update", "instance")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Response, current_app, request
 
@@ -33,6 +34,7 @@ _XML_FORMATS = frozenset({"xml", "text/xml", "application/xml", "application/fhi
                           "application/xml+fhir", "ttl", "application/fhir+turtle",
                           "text/turtle", "html", "text/html"})
 GLOBAL_PARAMETERS = frozenset({"_format", "_pretty"})
+_PLAIN_ACCEPT = frozenset({"*/*", FHIR_JSON, "application/json", "application/json+fhir"})
 _ETAG = re.compile(r'\s*(?:W/)?"(\d{1,18})"\s*')
 CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
 
@@ -50,7 +52,7 @@ def base_url() -> str:
 # -- content negotiation --------------------------------------------------------------------------
 def negotiate() -> None:
     """Check ``_format`` and ``Accept``: only the JSON forms are served (else 406)."""
-    fmt = request.args.get("_format")
+    fmt = request.args.get("_format") if request.args else None
     if fmt is not None:
         key = fmt.split(";")[0].strip().lower()
         if key in _FORMATS:
@@ -59,6 +61,9 @@ def negotiate() -> None:
             raise NotAcceptable(f"_format={fmt} is not supported: this server speaks FHIR JSON only",
                                 expression="_format")
         raise NotAcceptable(f"Unknown _format {fmt!r}; use json", expression="_format")
+    header = request.headers.get("Accept")
+    if not header or header in _PLAIN_ACCEPT:
+        return
     accept = request.accept_mimetypes
     if not accept or accept.best_match([FHIR_JSON, "application/json", "application/json+fhir"]):
         return
@@ -134,6 +139,33 @@ def params(allowed: Iterable[str]) -> dict[str, str]:
             raise InvalidRequest(f"Parameter {key!r} may be given only once", expression=key)
         out[key] = values[0]
     return out
+
+
+def query_pairs() -> list[tuple[str, str]]:
+    """Every query parameter, repeated ones included, without the global ``_format``/``_pretty``."""
+    return [(k, v) for k, v in request.args.items(multi=True) if k not in GLOBAL_PARAMETERS]
+
+
+def form_pairs() -> list[tuple[str, str]]:
+    """``POST .../_search``: the form body's parameters after the URL's."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(
+            "POST _search takes an application/x-www-form-urlencoded body")
+    return query_pairs() + [(k, v) for k, v in request.form.items(multi=True)
+                            if k not in GLOBAL_PARAMETERS]
+
+
+def header_criteria(name: str) -> list[tuple[str, str]] | None:
+    """Search criteria given in a header (``If-None-Exist: identifier=a|b``)."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    query = value.split("?", 1)[1] if "?" in value else value
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not pairs:
+        raise InvalidRequest(f"{name} must hold search criteria such as identifier=system|value",
+                             expression=name)
+    return pairs
 
 
 def if_match() -> int | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
 import uuid
@@ -19,15 +21,34 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 health = Blueprint("health", __name__)
 
 
+class _RequestIds:
+    """Unique request ids without a system call per request: a random per-process prefix (new
+    after a fork) and a counter."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        if self._pid != os.getpid():
+            self._pid, self._prefix = os.getpid(), uuid.uuid4().hex[:12]
+            self._counter = itertools.count(1)
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+_ids = _RequestIds()
+
+
 def _start() -> None:
     g.start = time.perf_counter()
     given = request.headers.get("X-Request-Id")
-    g.request_id = given if given and _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    g.request_id = given if given and _REQUEST_ID.fullmatch(given) else _ids.next()
 
 
 def _finish(response: Response) -> Response:
     elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    request_id = g.get("request_id") or _ids.next()
     response.headers["X-Request-Id"] = request_id
     response.headers["Server-Timing"] = f"app;dur={elapsed_ms:.3f}"
     if services().settings.access_log:

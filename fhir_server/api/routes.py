@@ -30,7 +30,7 @@ class FhirBlueprint(Blueprint):
     def interaction(self, rule: str, method: str, interaction: str, level: str) -> Callable[[F], F]:
         def decorate(view: F) -> F:
             self.routed.append(Routed(rule, method, interaction, level))
-            self.add_url_rule(rule, f"{interaction}", view, methods=[method],
+            self.add_url_rule(rule, view.__name__, view, methods=[method],
                               strict_slashes=False)
             return view
 

@@ -9,6 +9,8 @@ from typing import Any
 from fhir_server import FHIR_VERSION, __version__
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
+from fhir_server.search.compartments import compartments
+from fhir_server.search.params import registry
 
 TYPE_LEVEL_ORDER = ("read", "vread", "update", "patch", "delete", "history-instance",
                     "history-type", "create", "search-type")
@@ -20,7 +22,10 @@ def capability_statement(
     """``routed``: (interaction code, level) pairs of the routes that exist."""
     pairs = set(routed)
     type_codes = [c for c in TYPE_LEVEL_ORDER if (c, "type") in pairs or (c, "instance") in pairs]
+    conditional = {c for c, level in pairs if level == "type"}
     system_codes = sorted(c for c, level in pairs if level == "system")
+    searchable = "search-type" in type_codes
+    params = registry()
     resources = []
     for rtype in sorted(structure.RESOURCE_TYPES):
         entry: dict[str, Any] = {
@@ -29,15 +34,27 @@ def capability_statement(
             "versioning": "versioned-update",
             "readHistory": "vread" in type_codes,
             "updateCreate": settings.allow_update_create,
-            "conditionalCreate": False,
+            "conditionalCreate": searchable and "create" in conditional,
             "conditionalRead": "not-supported",
-            "conditionalUpdate": False,
-            "conditionalDelete": "not-supported",
+            "conditionalUpdate": searchable and "update" in conditional,
+            "conditionalDelete": ("not-supported" if not (searchable and "delete" in conditional)
+                                  else "multiple" if settings.conditional_delete_multiple
+                                  else "single"),
         }
+        if searchable:
+            entry["searchInclude"] = ["*"]
+            entry["searchRevInclude"] = ["*"]
+            entry["searchParam"] = [
+                {"name": code, "definition": p.url, "type": p.type}
+                for code, p in sorted(params.for_type(rtype).items())
+                if p.type != "special" and p.expression]
         resources.append(entry)
     rest: dict[str, Any] = {"mode": "server", "resource": resources}
     if system_codes:
         rest["interaction"] = [{"code": c} for c in system_codes]
+    if any(level == "compartment" for _, level in pairs):
+        rest["compartment"] = [f"http://hl7.org/fhir/CompartmentDefinition/{c.lower()}"
+                               for c in sorted(compartments())]
     return {
         "resourceType": "CapabilityStatement",
         "id": "ehc-fhir",

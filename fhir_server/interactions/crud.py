@@ -7,7 +7,14 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from fhir_server.errors import Gone, InvalidRequest, NotFound, Unprocessable
+from fhir_server.errors import (
+    Conflict,
+    Gone,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from fhir_server.fhir import jsonio
 from fhir_server.interactions.context import Services
 from fhir_server.interactions.resources import (
@@ -20,7 +27,8 @@ from fhir_server.interactions.resources import (
     run_write,
     validate,
 )
-from fhir_server.store import StoredResource, Tx
+from fhir_server.search import ir
+from fhir_server.store import SearchQuery, StoredResource, Tx
 
 
 def read(svc: Services, rtype: str, rid: str) -> StoredResource:
@@ -42,13 +50,88 @@ def vread(svc: Services, rtype: str, rid: str, version: str) -> StoredResource:
     return stored
 
 
-def create(svc: Services, rtype: str, resource: Any) -> WriteResult:
-    """https://hl7.org/fhir/R4/http.html#create: the server assigns the id (a client id is ignored)."""
+def _matches(tx: Tx, rtype: str, where: ir.Node, limit: int = 2) -> list[StoredResource]:
+    return tx.search(SearchQuery((rtype,), where, limit=limit)).rows
+
+
+def create(svc: Services, rtype: str, resource: Any, *,
+           if_none_exist: ir.Node | None = None) -> WriteResult:
+    """https://hl7.org/fhir/R4/http.html#create: the server assigns the id (a client id is ignored).
+
+    With ``If-None-Exist`` criteria (conditional create): one match is returned unchanged, several
+    are a 412; the search and the create happen in one transaction.
+    """
     check_type(rtype)
     body = validate(resource, rtype)
     rid = new_id()
-    stored = run_write(svc.store, lambda tx: put(tx, rtype, rid, body, None, "POST"))
-    return WriteResult(stored, created=True)
+
+    def work(tx: Tx) -> WriteResult:
+        if if_none_exist is not None:
+            found = _matches(tx, rtype, if_none_exist)
+            if len(found) > 1:
+                raise PreconditionFailed(
+                    f"If-None-Exist matches more than one {rtype}", expression="If-None-Exist")
+            if found:
+                return WriteResult(found[0], changed=False)
+        return WriteResult(put(tx, rtype, rid, body, None, "POST"), created=True)
+
+    return run_write(svc.store, work)
+
+
+def conditional_update(svc: Services, rtype: str, where: ir.Node, resource: Any) -> WriteResult:
+    """https://hl7.org/fhir/R4/http.html#cond-update: no match creates, one match is updated,
+    several are a 412."""
+    check_type(rtype)
+    body = validate(resource, rtype)
+
+    def work(tx: Tx) -> WriteResult:
+        found = _matches(tx, rtype, where)
+        if len(found) > 1:
+            raise PreconditionFailed(f"The criteria match more than one {rtype}")
+        if not found:
+            rid = body.get("id") or new_id()
+            if tx.read(rtype, rid) is not None:
+                raise Conflict(f"{rtype}/{rid} exists but does not match the criteria",
+                               expression=f"{rtype}.id")
+            return WriteResult(put(tx, rtype, rid, body, None, "PUT"), created=True)
+        current = found[0]
+        if body.get("id") not in (None, current.id):
+            raise InvalidRequest(
+                f"The resource id {body.get('id')!r} differs from the matching {rtype}/{current.id}",
+                expression=f"{rtype}.id")
+        return WriteResult(put(tx, rtype, current.id, {**body, "id": current.id}, current, "PUT"))
+
+    return run_write(svc.store, work)
+
+
+def conditional_delete(svc: Services, rtype: str, where: ir.Node, *,
+                       multiple: bool) -> list[WriteResult]:
+    """https://hl7.org/fhir/R4/http.html#cdelete: every match is deleted when ``multiple``;
+    otherwise several matches are a 412."""
+    check_type(rtype)
+
+    def work(tx: Tx) -> list[WriteResult]:
+        found = _matches(tx, rtype, where, limit=svc.settings.max_count + 1 if multiple else 2)
+        if len(found) > 1 and not multiple:
+            raise PreconditionFailed(
+                f"The criteria match more than one {rtype}; this server deletes one at a time")
+        if len(found) > svc.settings.max_count:
+            raise PreconditionFailed(f"The criteria match more than {svc.settings.max_count}")
+        return [WriteResult(put(tx, rtype, row.id, None, row, "DELETE")) for row in found]
+
+    return run_write(svc.store, work)
+
+
+def conditional_patch(svc: Services, rtype: str, where: ir.Node, operations: Any) -> WriteResult:
+    """https://hl7.org/fhir/R4/http.html#patch (conditional): exactly one match is patched."""
+    check_type(rtype)
+    with svc.store.transaction() as tx:
+        found = _matches(tx, rtype, where)
+    if not found:
+        raise NotFound(f"No {rtype} matches the criteria")
+    if len(found) > 1:
+        raise PreconditionFailed(f"The criteria match more than one {rtype}")
+    return patch(svc, rtype, found[0].id, operations, if_match=found[0].version)
 
 
 def update(

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from fhir_server.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
 from fhir_server.fhir import jsonio, structure
 from fhir_server.fhir.instants import now_us, to_instant
+from fhir_server.search import index
 from fhir_server.store import NewVersion, Store, StoredResource, Tx, VersionConflict
 
 T = TypeVar("T")
@@ -65,7 +66,7 @@ def etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def stamp(resource: dict[str, Any], rid: str, version: int, ts: int) -> bytes:
+def stamp(resource: dict[str, Any], rid: str, version: int, ts: int) -> dict[str, Any]:
     """The stored JSON: server-owned ``id``, ``meta.versionId`` and ``meta.lastUpdated``.
 
     ``resourceType`` and ``id`` lead, as people expect to read them; the rest keeps its order.
@@ -77,7 +78,7 @@ def stamp(resource: dict[str, Any], rid: str, version: int, ts: int) -> bytes:
     for key, value in resource.items():
         if key not in out:
             out[key] = value
-    return jsonio.dumps(out)
+    return out
 
 
 def put(
@@ -93,10 +94,14 @@ def put(
     ts = now_us()
     if current and ts <= current.ts:  # clocks of different processes may disagree slightly
         ts = current.ts + 1
-    body = stamp(resource, rid, version, ts) if resource is not None else None
-    new = NewVersion(rtype, rid, version, ts, method, body)
+    if resource is None:
+        new = NewVersion(rtype, rid, version, ts, method, None)
+    else:
+        stamped = stamp(resource, rid, version, ts)
+        new = NewVersion(rtype, rid, version, ts, method, jsonio.dumps(stamped),
+                         tuple(index.extract(stamped)))
     tx.put(new, current.version if current else 0)
-    return StoredResource(rtype, rid, version, ts, method, body)
+    return StoredResource(rtype, rid, version, ts, method, new.body)
 
 
 def run_write(store: Store, work: Callable[[Tx], T]) -> T:

@@ -3,6 +3,9 @@
 from fhir_server.store.base import (
     HistoryQuery,
     NewVersion,
+    SearchPage,
+    SearchQuery,
+    SortSpec,
     Store,
     StoredResource,
     StoreError,
@@ -15,6 +18,9 @@ from fhir_server.store.factory import open_store
 __all__ = [
     "HistoryQuery",
     "NewVersion",
+    "SearchPage",
+    "SearchQuery",
+    "SortSpec",
     "Store",
     "StoreError",
     "StoreUnavailable",

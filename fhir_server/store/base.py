@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from fhir_server.search import ir
+from fhir_server.search.index import IndexEntry
 
 
 class StoreError(Exception):
@@ -53,6 +56,7 @@ class NewVersion:
     ts: int
     method: str
     body: bytes | None  # None records a deletion
+    index: tuple[IndexEntry, ...] = ()  # search index entries of this version (none if deleted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,33 @@ class HistoryQuery:
     limit: int = 50
 
 
+@dataclass(frozen=True, slots=True)
+class SortSpec:
+    param: str  # a search parameter code, ``_id`` or ``_lastUpdated``
+    param_type: str
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Current, non-deleted resources of ``types`` matching ``where``, in ``sort`` order with ties
+    broken by (type, id); keyset-paged: ``after`` is the key of the last row already returned (the
+    first when paging ``backwards``)."""
+
+    types: tuple[str, ...]
+    where: ir.Node = ir.And()  # noqa: RUF009 (frozen, so sharing one instance is safe)
+    sort: tuple[SortSpec, ...] = ()
+    after: tuple[Any, ...] | None = None
+    backwards: bool = False
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    rows: list[StoredResource]
+    keys: list[tuple[Any, ...]]  # each row's keyset key (sort values, type, id), JSON-serialisable
+
+
 class Reader(Protocol):
     def read(self, type: str, id: str) -> StoredResource | None:
         """The current version (a deletion marker if deleted), or None if never created."""
@@ -77,6 +108,11 @@ class Reader(Protocol):
     def vread(self, type: str, id: str, version: int) -> StoredResource | None: ...
 
     def history(self, query: HistoryQuery) -> list[StoredResource]: ...
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        """Compile ``query.where`` for this backend and return one page."""
+
+    def count(self, types: tuple[str, ...], where: ir.Node) -> int: ...
 
 
 class Tx(Reader, Protocol):

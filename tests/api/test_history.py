@@ -122,7 +122,13 @@ def test_capability_statement_lists_what_is_routed(client: FlaskClient) -> None:
     patient = next(r for r in resources if r["type"] == "Patient")
     codes = [i["code"] for i in patient["interaction"]]
     assert codes == ["read", "vread", "update", "patch", "delete", "history-instance",
-                     "history-type", "create"]
-    assert "search-type" not in codes  # not served yet, so not listed
-    assert [i["code"] for i in cs["rest"][0]["interaction"]] == ["history-system"]
+                     "history-type", "create", "search-type"]
+    assert [i["code"] for i in cs["rest"][0]["interaction"]] == ["history-system",
+                                                                 "search-system"]
     assert patient["updateCreate"] is False
+    assert patient["conditionalCreate"] is True and patient["conditionalDelete"] == "single"
+    names = {p["name"]: p["type"] for p in patient["searchParam"]}
+    assert names["identifier"] == "token" and names["birthdate"] == "date"
+    assert names["general-practitioner"] == "reference" and names["_lastUpdated"] == "date"
+    assert cs["rest"][0]["compartment"] == [
+        "http://hl7.org/fhir/CompartmentDefinition/patient"]

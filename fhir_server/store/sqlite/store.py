@@ -18,13 +18,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fhir_server.search import ir
 from fhir_server.store.base import (
     HistoryQuery,
     NewVersion,
+    SearchPage,
+    SearchQuery,
     StoredResource,
     StoreUnavailable,
     VersionConflict,
 )
+from fhir_server.store.sqlite import compile as sqlc
+from fhir_server.store.sqlite import index_tables
 from fhir_server.store.sqlite.schema import STATEMENTS
 
 _COLUMNS = "type, id, version, ts, method, body"
@@ -73,15 +78,63 @@ class _Reads:
                    ("ts < ?", query.before))
         where = [sql for sql, value in filters if value is not None]
         args: list[Any] = [value for _, value in filters if value is not None]
+        instance = query.type is not None and query.id is not None
         if query.after is not None:
-            where.append("(ts, type, id, version) < (?, ?, ?, ?)")
-            args.extend(query.after)
+            # One resource's versions are in ts order already: walk its primary key instead.
+            where.append("version < ?" if instance else "(ts, type, id, version) < (?, ?, ?, ?)")
+            args.extend(query.after[3:] if instance else query.after)
         sql = f"SELECT {_COLUMNS} FROM history"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY ts DESC, type DESC, id DESC, version DESC LIMIT ?"
+        order = "version DESC" if instance else "ts DESC, type DESC, id DESC, version DESC"
+        sql += f" ORDER BY {order} LIMIT ?"
         args.append(query.limit)
         return [_row(r) for r in self._query(sql, args)]
+
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        sql = sqlc.Sql()
+        selects = []
+        nkeys = len(query.sort)
+        for rtype in query.types:
+            keys = [sqlc.sort_expression(s.param, s.param_type, s.descending, rtype, "r", sql)
+                    for s in query.sort]
+            cond = sqlc.where(query.where, rtype, "r", sql)
+            key_cols = "".join(f", {k} AS k{n}" for n, k in enumerate(keys))
+            selects.append(f"SELECT r.type, r.id, r.version, r.ts, r.method, r.body{key_cols}"
+                           f" FROM resources r WHERE r.type = {sql.bind(rtype)}"
+                           f" AND r.body IS NOT NULL AND {cond}")
+        names = [f"k{n}" for n in range(nkeys)] + ["type", "id"]
+        descending = [s.descending for s in query.sort] + [False, False]
+        if query.backwards:
+            descending = [not d for d in descending]
+        outer = f"SELECT * FROM ({' UNION ALL '.join(selects)})"
+        if query.after is not None:
+            if len(query.after) != len(names):
+                raise ValueError("cursor does not fit this query")
+            alternatives = []
+            for i, name in enumerate(names):
+                equal = [f"{names[j]} = {sql.bind(query.after[j])}" for j in range(i)]
+                op = "<" if descending[i] else ">"
+                alternatives.append(" AND ".join([*equal, f"{name} {op} {sql.bind(query.after[i])}"]))
+            outer += " WHERE " + " OR ".join(f"({a})" for a in alternatives)
+        order = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in zip(names, descending, strict=True))
+        outer += f" ORDER BY {order} LIMIT {sql.bind(query.limit)}"
+        rows = self._query(outer, sql.args)
+        if query.backwards:
+            rows.reverse()
+        return SearchPage([_row(r[:6]) for r in rows],
+                          [(*r[6:6 + nkeys], r[0], r[1]) for r in rows])
+
+    def count(self, types: tuple[str, ...], where: ir.Node) -> int:
+        total = 0
+        for rtype in types:
+            sql = sqlc.Sql()
+            cond = sqlc.where(where, rtype, "r", sql)
+            text = (f"SELECT COUNT(*) FROM resources r WHERE r.type = {sql.bind(rtype)}"
+                    f" AND r.body IS NOT NULL AND {cond}")
+            total += int(self._query(text, sql.args)[0][0])
+        return total
 
 
 class _SqliteTx(_Reads):
@@ -103,6 +156,7 @@ class _SqliteTx(_Reads):
         if cur.rowcount != 1:
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
         self.conn.execute(f"INSERT INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
+        index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
 
 
 class SqliteStore(_Reads):
@@ -123,7 +177,7 @@ class SqliteStore(_Reads):
         conn = self._connect()  # create the schema eagerly: a bad path fails at start-up
         try:
             conn.execute("PRAGMA journal_mode = WAL")
-            for statement in STATEMENTS:
+            for statement in (*STATEMENTS, *index_tables.schema()):
                 conn.execute(statement)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot initialise SQLite database {self.path}: {exc}") from exc
@@ -145,6 +199,8 @@ class SqliteStore(_Reads):
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache per connection
+        conn.execute("PRAGMA temp_store = MEMORY")
         return conn
 
     @property
