@@ -74,6 +74,9 @@ class HistoryQuery:
     limit: int = 50
 
 
+MATCH_ALL: ir.Node = ir.And()
+
+
 @dataclass(frozen=True, slots=True)
 class SortSpec:
     param: str  # a search parameter code, ``_id`` or ``_lastUpdated``
@@ -88,7 +91,7 @@ class SearchQuery:
     first when paging ``backwards``)."""
 
     types: tuple[str, ...]
-    where: ir.Node = ir.And()  # noqa: RUF009 (frozen, so sharing one instance is safe)
+    where: ir.Node = MATCH_ALL
     sort: tuple[SortSpec, ...] = ()
     after: tuple[Any, ...] | None = None
     backwards: bool = False
