@@ -91,7 +91,7 @@ def where(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
                 f" WHERE {idx}.rtype = {sql.bind(rtype)} AND {idx}.param = {sql.bind(node.param)}"
                 f" AND {idx}.type = {sql.bind(node.target)} AND {idx}.id IN"
                 f" (SELECT {target}.id FROM resources {target} WHERE {target}.type ="
-                f" {sql.bind(node.target)} AND {target}.body IS NOT NULL AND {sub}))")
+                f" {sql.bind(node.target)} AND {target}.alive = 1 AND {sub}))")
     if isinstance(node, ir.Has):
         idx, source = sql.alias("i"), sql.alias("r")
         sub = where(node.query, node.type, source, sql)
@@ -99,7 +99,7 @@ def where(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
                 f" WHERE {idx}.type = {sql.bind(rtype)} AND {idx}.rtype = {sql.bind(node.type)}"
                 f" AND {idx}.param = {sql.bind(node.param)} AND {idx}.rid IN"
                 f" (SELECT {source}.id FROM resources {source} WHERE {source}.type ="
-                f" {sql.bind(node.type)} AND {source}.body IS NOT NULL AND {sub}))")
+                f" {sql.bind(node.type)} AND {source}.alive = 1 AND {sub}))")
     if isinstance(node, ir.IdIn):
         if not node.ids:
             return "0"

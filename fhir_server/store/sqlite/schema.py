@@ -1,30 +1,35 @@
-"""SQLite schema, applied idempotently at start-up."""
+"""SQLite schema, applied idempotently at start-up.
 
-SCHEMA_VERSION = 1
+Each version's JSON is stored once, in ``history`` (a rowid table: bodies of a few KB pack well
+there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``resources`` is a
+small clustered index from (type, id) to the current version's history row.
+"""
+
+SCHEMA_VERSION = 2  # PRAGMA user_version
 
 STATEMENTS = (
-    # The current version of each resource; body NULL means deleted.
+    # Every version ever written, the current one included (append-only); body NULL: a deletion.
+    """CREATE TABLE IF NOT EXISTS history (
+        hid INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        method TEXT NOT NULL,
+        body BLOB,
+        UNIQUE (type, id, version)
+    )""",
+    "CREATE INDEX IF NOT EXISTS history_by_ts ON history (ts, type, id, version)",
+    "CREATE INDEX IF NOT EXISTS history_by_type_ts ON history (type, ts, id, version)",
+    # The current version of each resource; alive = 0 once deleted.
     """CREATE TABLE IF NOT EXISTS resources (
         type TEXT NOT NULL,
         id TEXT NOT NULL,
         version INTEGER NOT NULL,
-        ts INTEGER NOT NULL,
-        method TEXT NOT NULL,
-        body BLOB,
+        hid INTEGER NOT NULL,
+        alive INTEGER NOT NULL,
         PRIMARY KEY (type, id)
     ) WITHOUT ROWID""",
-    # Every version ever written, the current one included (append-only).
-    """CREATE TABLE IF NOT EXISTS history (
-        type TEXT NOT NULL,
-        id TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        ts INTEGER NOT NULL,
-        method TEXT NOT NULL,
-        body BLOB,
-        PRIMARY KEY (type, id, version)
-    ) WITHOUT ROWID""",
-    "CREATE INDEX IF NOT EXISTS history_by_ts ON history (ts, type, id, version)",
-    "CREATE INDEX IF NOT EXISTS history_by_type_ts ON history (type, ts, id, version)",
     """CREATE TABLE IF NOT EXISTS server_meta (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL

@@ -30,9 +30,12 @@ from fhir_server.store.base import (
 )
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite import index_tables
-from fhir_server.store.sqlite.schema import STATEMENTS
+from fhir_server.store.sqlite.schema import SCHEMA_VERSION, STATEMENTS
 
 _COLUMNS = "type, id, version, ts, method, body"
+#: The current version: resources -> its history row.
+_CURRENT = ("SELECT h.type, h.id, h.version, h.ts, h.method, h.body FROM resources r"
+            " JOIN history h ON h.hid = r.hid")
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 
@@ -62,8 +65,7 @@ class _Reads:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def read(self, type: str, id: str) -> StoredResource | None:
-        rows = self._query(f"SELECT {_COLUMNS} FROM resources WHERE type = ? AND id = ?",
-                           (type, id))
+        rows = self._query(f"{_CURRENT} WHERE r.type = ? AND r.id = ?", (type, id))
         return _row(rows[0]) if rows else None
 
     def vread(self, type: str, id: str, version: int) -> StoredResource | None:
@@ -101,9 +103,9 @@ class _Reads:
                     for s in query.sort]
             cond = sqlc.where(query.where, rtype, "r", sql)
             key_cols = "".join(f", {k} AS k{n}" for n, k in enumerate(keys))
-            selects.append(f"SELECT r.type, r.id, r.version, r.ts, r.method, r.body{key_cols}"
-                           f" FROM resources r WHERE r.type = {sql.bind(rtype)}"
-                           f" AND r.body IS NOT NULL AND {cond}")
+            selects.append(f"SELECT h.type, h.id, h.version, h.ts, h.method, h.body{key_cols}"
+                           f" FROM resources r JOIN history h ON h.hid = r.hid"
+                           f" WHERE r.type = {sql.bind(rtype)} AND r.alive = 1 AND {cond}")
         names = [f"k{n}" for n in range(nkeys)] + ["type", "id"]
         descending = [s.descending for s in query.sort] + [False, False]
         if query.backwards:
@@ -132,7 +134,7 @@ class _Reads:
             sql = sqlc.Sql()
             cond = sqlc.where(where, rtype, "r", sql)
             text = (f"SELECT COUNT(*) FROM resources r WHERE r.type = {sql.bind(rtype)}"
-                    f" AND r.body IS NOT NULL AND {cond}")
+                    f" AND r.alive = 1 AND {cond}")
             total += int(self._query(text, sql.args)[0][0])
         return total
 
@@ -142,20 +144,24 @@ class _SqliteTx(_Reads):
         self.conn = conn
 
     def put(self, new: NewVersion, expected_version: int) -> None:
-        row = (new.type, new.id, new.version, new.ts, new.method, new.body)
+        try:
+            hid = self.conn.execute(
+                f"INSERT INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (new.type, new.id, new.version, new.ts, new.method, new.body)).lastrowid
+        except sqlite3.IntegrityError:  # that version exists already: someone else wrote it
+            raise VersionConflict(f"{new.type}/{new.id} already has version {new.version}") from None
+        alive = int(new.body is not None)
         if expected_version == 0:
             cur = self.conn.execute(
-                f"INSERT OR IGNORE INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row
-            )
+                "INSERT OR IGNORE INTO resources (type, id, version, hid, alive)"
+                " VALUES (?, ?, ?, ?, ?)", (new.type, new.id, new.version, hid, alive))
         else:
             cur = self.conn.execute(
-                "UPDATE resources SET version = ?, ts = ?, method = ?, body = ?"
+                "UPDATE resources SET version = ?, hid = ?, alive = ?"
                 " WHERE type = ? AND id = ? AND version = ?",
-                (new.version, new.ts, new.method, new.body, new.type, new.id, expected_version),
-            )
-        if cur.rowcount != 1:
+                (new.version, hid, alive, new.type, new.id, expected_version))
+        if cur.rowcount != 1:  # the history row goes with the rolled-back transaction
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
-        self.conn.execute(f"INSERT INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", row)
         index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
 
 
@@ -177,8 +183,15 @@ class SqliteStore(_Reads):
         conn = self._connect()  # create the schema eagerly: a bad path fails at start-up
         try:
             conn.execute("PRAGMA journal_mode = WAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            if tables and version != SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"{self.path} was written by an older ehc-fhir (schema {version}, this one"
+                    f" needs {SCHEMA_VERSION}); move it aside and seed or load the data again")
             for statement in (*STATEMENTS, *index_tables.schema()):
                 conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot initialise SQLite database {self.path}: {exc}") from exc
         finally:
