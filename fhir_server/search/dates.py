@@ -58,9 +58,16 @@ def _bad_date(text: str, parameter: str) -> InvalidRequest:
         " 2020-03-04T10:00:00+08:00", expression=parameter)
 
 
+_UNENCODED_PLUS = re.compile(r"(T\d\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:\d\d)$")
+
+
 def date_range(text: str, parameter: str) -> tuple[int, int]:
-    """A search date/dateTime/instant -> its half-open [low, high) in UTC microseconds."""
-    match = _DATE.fullmatch(text)
+    """A search date/dateTime/instant -> its half-open [low, high) in UTC microseconds.
+
+    A space before a trailing ``hh:mm`` offset is read as ``+``: it is what an unencoded ``+`` in
+    a query string decodes to (``2024-01-01T10:00:00+08:00`` typed into a URL).
+    """
+    match = _DATE.fullmatch(_UNENCODED_PLUS.sub(r"\1+\2", text))
     if not match:
         raise _bad_date(text, parameter)
     ys, ms, ds, hs, mins, ss, frac, tz = match.groups()

@@ -266,3 +266,12 @@ def test_conditional_create_update_delete_patch(data: FlaskClient) -> None:
     assert data.get("/fhir/Observation/o3").status_code == 410
     nothing = data.delete("/fhir/Observation?status=amended")
     assert nothing.status_code == 200
+
+
+def test_last_updated_sort_and_an_unencoded_plus_in_a_time_zone(data: FlaskClient) -> None:
+    post(data, "/fhir/Patient", {"resourceType": "Patient", "gender": "unknown"})
+    newest = ids(data, "/fhir/Patient?_sort=-_lastUpdated")[0]
+    assert newest not in ("p1", "p2", "p3")
+    # "+08:00" typed into a URL decodes to " 08:00": read as the offset it was meant to be
+    assert ids(data, "/fhir/Encounter?date=2024-01-10T09:30:00 08:00") == ["e1"]
+    assert ids(data, "/fhir/Encounter?date=2024-01-10T09:30:00%2B08:00") == ["e1"]

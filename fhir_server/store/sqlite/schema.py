@@ -5,7 +5,7 @@ there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``
 small clustered index from (type, id) to the current version's history row.
 """
 
-SCHEMA_VERSION = 2  # PRAGMA user_version
+SCHEMA_VERSION = 3  # PRAGMA user_version
 
 STATEMENTS = (
     # Every version ever written, the current one included (append-only); body NULL: a deletion.
@@ -26,6 +26,7 @@ STATEMENTS = (
         type TEXT NOT NULL,
         id TEXT NOT NULL,
         version INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
         hid INTEGER NOT NULL,
         alive INTEGER NOT NULL,
         PRIMARY KEY (type, id)

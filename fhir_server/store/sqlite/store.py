@@ -10,6 +10,7 @@ survives power loss, at the price of an fsync per commit.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -37,6 +38,7 @@ _COLUMNS = "type, id, version, ts, method, body"
 _CURRENT = ("SELECT h.type, h.id, h.version, h.ts, h.method, h.body FROM resources r"
             " JOIN history h ON h.hid = r.hid")
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+_TRANSIENT = re.compile(r"locked|busy|unable to open|disk|I/O|readonly|no such table|not a database")
 
 
 def _row(row: tuple[Any, ...]) -> StoredResource:
@@ -61,7 +63,9 @@ class _Reads:
     def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
             return self.conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError as exc:  # locked, unreadable, disk I/O: retryable
+        except sqlite3.OperationalError as exc:
+            if not _TRANSIENT.search(str(exc)):
+                raise  # a bug (bad SQL), not the database's state: a logged 500
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def read(self, type: str, id: str) -> StoredResource | None:
@@ -153,13 +157,13 @@ class _SqliteTx(_Reads):
         alive = int(new.body is not None)
         if expected_version == 0:
             cur = self.conn.execute(
-                "INSERT OR IGNORE INTO resources (type, id, version, hid, alive)"
-                " VALUES (?, ?, ?, ?, ?)", (new.type, new.id, new.version, hid, alive))
+                "INSERT OR IGNORE INTO resources (type, id, version, ts, hid, alive)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version, new.ts, hid, alive))
         else:
             cur = self.conn.execute(
-                "UPDATE resources SET version = ?, hid = ?, alive = ?"
+                "UPDATE resources SET version = ?, ts = ?, hid = ?, alive = ?"
                 " WHERE type = ? AND id = ? AND version = ?",
-                (new.version, hid, alive, new.type, new.id, expected_version))
+                (new.version, new.ts, hid, alive, new.type, new.id, expected_version))
         if cur.rowcount != 1:  # the history row goes with the rolled-back transaction
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
         index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
