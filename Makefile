@@ -1,6 +1,8 @@
 # ehc-fhir: two commands on a fresh machine with Python 3.11:
 #   make run    virtualenv, install, seed a demo population, serve on http://127.0.0.1:8080/fhir
 #   make test   virtualenv, install with test extras, lint, type-check and run every test
+#               (MongoDB tests: against $$FHIR_TEST_MONGO_URI if set, else the mongoeco emulator, which
+#               needs Python 3.13 in its own virtualenv .venv-mongo; skipped, saying why, without one)
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,8 +11,20 @@ PORT   ?= 8080
 PATIENTS ?= 200
 DATA_DIR ?= data
 STORE  ?= sqlite:///$(DATA_DIR)/fhir.db
+# The mongoeco MongoDB wire-protocol emulator (tests only) needs Python 3.13: pyenv's, else one on PATH.
+ifndef PYTHON313
+PYTHON313 := $(shell { ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 \
+                         /root/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null; \
+                       p=$$(pyenv prefix 3.13 2>/dev/null) && echo "$$p/bin/python3.13"; \
+                       command -v python3.13; } 2>/dev/null | while read -r py; do \
+                       "$$py" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null \
+                       && echo "$$py" && break; done)
+endif
+MONGO_VENV ?= .venv-mongo
+MONGOECO_REQ ?= mongoeco>=4.11,<5
+PYMONGO_REQ  ?= pymongo>=4.6,<5
 
-.PHONY: run serve seed test lint typecheck pytest bench extract clean
+.PHONY: run serve seed test lint typecheck pytest mongo-env bench extract clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +55,25 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.installed-test
+pytest: $(VENV)/.installed-test mongo-env
 	$(BIN)/pytest
+
+# Never fails: without Python 3.13 (or PyPI) the MongoDB tests are skipped and pytest says why.
+mongo-env: $(MONGO_VENV)/.installed
+
+$(MONGO_VENV)/.installed:
+	@if [ -z "$(PYTHON313)" ]; then \
+	  echo "mongo-env: no Python 3.13 (pyenv versions 3.13.x, python3.13 on PATH): the MongoDB tests" \
+	       "will be skipped unless FHIR_TEST_MONGO_URI names a server"; \
+	elif { [ -x $(MONGO_VENV)/bin/python ] || $(PYTHON313) -m venv $(MONGO_VENV); } \
+	     && $(MONGO_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	          '$(MONGOECO_REQ)' '$(PYMONGO_REQ)'; then \
+	  touch $@; \
+	else \
+	  echo "mongo-env: could not prepare $(MONGO_VENV) with $(PYTHON313): the MongoDB tests will be" \
+	       "skipped unless FHIR_TEST_MONGO_URI names a server"; \
+	  rm -rf $(MONGO_VENV); \
+	fi
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py
@@ -52,4 +83,4 @@ extract: $(VENV)/.installed
 	$(BIN)/python scripts/extract_spec.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(MONGO_VENV) .pytest_cache .mypy_cache .ruff_cache
