@@ -301,7 +301,8 @@ def table(results: dict[str, Any]) -> str:
         m = w["median"] if w else {}
         wcols = (f"{m['rps']:.0f} | {m['p50']:.2f} | {m['p95']:.2f} | "
                  f"{sum(x['errors'] for x in w['runs'])}") if w else "– | – | – | –"
-        lines.append(f"| {name} | `{REQUEST[name]}` | {s['total_median']:g} | {s['client']['n']} | "
+        request = REQUEST[name].replace("|", "\\|")  # a pipe inside a table cell
+        lines.append(f"| {name} | `{request}` | {s['total_median']:g} | {s['client']['n']} | "
                      f"{s['client']['p50']:.2f} | {s['client']['p95']:.2f} | "
                      f"{s['server']['p50']:.2f} | {s['server']['p95']:.2f} | "
                      f"{wcols} |")
