@@ -52,7 +52,7 @@ def base_url() -> str:
 # -- content negotiation --------------------------------------------------------------------------
 def negotiate() -> None:
     """Check ``_format`` and ``Accept``: only the JSON forms are served (else 406)."""
-    fmt = request.args.get("_format") if request.args else None
+    fmt = request.args.get("_format") if request.query_string else None
     if fmt is not None:
         key = fmt.split(";")[0].strip().lower()
         if key in _FORMATS:
@@ -74,6 +74,8 @@ def negotiate() -> None:
 
 
 def pretty() -> bool:
+    if not request.query_string:
+        return False
     value = request.args.get("_pretty")
     if value is None or value == "false":
         return False
@@ -123,8 +125,10 @@ def lenient() -> bool:
 
 def params(allowed: Iterable[str]) -> dict[str, str]:
     """Single-valued query parameters; unknown ones are a 400 unless ``handling=lenient``."""
-    known = GLOBAL_PARAMETERS.union(allowed)
     out: dict[str, str] = {}
+    if not request.query_string:
+        return out
+    known = GLOBAL_PARAMETERS.union(allowed)
     strict = not lenient()
     for key in request.args:
         values = request.args.getlist(key)

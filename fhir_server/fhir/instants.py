@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from fhir_server.errors import InvalidRequest
 
@@ -29,8 +29,15 @@ def to_instant(ts: int) -> str:
     return to_datetime(ts).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def to_http_date(ts: int) -> str:
-    return format_datetime(to_datetime(ts).replace(microsecond=0), usegmt=True)
+    """RFC 9110 IMF-fixdate, e.g. ``Mon, 23 Nov 2026 04:05:06 GMT`` (on every response: kept cheap)."""
+    t = time.gmtime(ts // 1_000_000)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d}"
+            f" {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 def parse_http_date(value: str) -> int | None:
