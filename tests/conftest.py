@@ -17,6 +17,23 @@ from fhir_server.store.sqlite import SqliteStore
 FHIR_JSON = "application/fhir+json"
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests import mongo_server
+
+    return f"MongoDB tests: {mongo_server.describe()}"
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> str:
+    """The MongoDB server of this run (``FHIR_TEST_MONGO_URI`` or the mongoeco emulator), or a skip."""
+    from tests import mongo_server
+
+    uri = mongo_server.server_uri()
+    if uri is None:
+        pytest.skip(f"no MongoDB server: {mongo_server.skip_reason()}")
+    return uri
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(store_url=f"sqlite:///{tmp_path / 'fhir.db'}", access_log=False)
