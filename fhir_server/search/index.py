@@ -295,7 +295,9 @@ def _references(param: str, value: Any, ftype: str | None) -> Iterator[IndexEntr
     if not isinstance(value, dict):
         return
     ref = value.get("reference")
-    if isinstance(ref, str) and not ref.startswith("#"):
+    if isinstance(ref, str) and ref.startswith("#"):  # a contained resource: present, not searchable
+        yield ReferenceEntry(param, url=ref)
+    elif isinstance(ref, str):
         m = _LITERAL.fullmatch(ref)
         if m:
             yield ReferenceEntry(param, m["type"], m["id"], m["version"],

@@ -197,12 +197,9 @@ EXAMPLE_CASES: list[Any] = [
     # reference: Type/id, id, :Type, absolute URL, :missing
     ("Observation?subject=Patient/f001", ["ekg", "f001", "f002", "f003", "f004", "f005", "unsat"]),
     ("Observation?subject:Group=herd1", ["herd1"]),
-    pytest.param("Observation?subject:missing=true", ["decimal", "vp-oyster"], marks=pytest.mark.xfail(
-        strict=True, reason="a contained reference (subject #newborn of the five apgar Observations)"
-        " is not indexed, so :missing=true matches resources that do have a subject")),
-    pytest.param("Observation?subject:missing=false&code=9272-6", ["1minute-apgar-score"],
-                 marks=pytest.mark.xfail(strict=True, reason="contained reference #newborn is not"
-                                         " indexed: subject:missing=false misses it")),
+    # the five apgar Observations have a contained subject (#newborn): present, so not missing
+    ("Observation?subject:missing=true", ["decimal", "vp-oyster"]),
+    ("Observation?subject:missing=false&code=9272-6", ["1minute-apgar-score"]),
     ("Observation?encounter=Encounter/example", ["abdo-tender", "clinical-gender", "example",
                                                  "map-sitting"]),
     ("Patient?organization=Organization/1", ["ch-example", "dicom", "example", "pat1", "pat2",
