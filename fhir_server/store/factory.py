@@ -16,4 +16,9 @@ def open_store(settings: Settings) -> Store:
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db")
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from fhir_server.store.mongo import MongoStore
+
+        return MongoStore.from_url(url)  # the database: the URL's path, default ehc_fhir
+    raise ValueError(
+        f"unsupported store URL {url!r}: use sqlite:///path/to/file.db or mongodb://host/database")

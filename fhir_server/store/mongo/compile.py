@@ -1,0 +1,252 @@
+"""Compile the search IR into MongoDB query filters.
+
+Safety: a search value only ever appears as the operand of an explicit operator (``$eq``, ``$in``,
+``$lt``...: a dict or a ``"$..."`` string there is a literal, never an operator) or, escaped, in a
+``$regex``; field names come from :data:`fhir_server.search.ir.FIELDS` or the composite pattern
+``c<i>_<field>``; parameter codes are compared as values (``p``), and sort fields are built only from
+codes matching :data:`~fhir_server.store.mongo.documents.PARAM_CODE`.
+
+An :class:`~fhir_server.search.ir.Entry` becomes ``$elemMatch`` on the embedded ``idx`` array, so ONE
+entry satisfies all its conditions. Its row condition is first put in disjunctive normal form (an
+``$or`` of ``$elemMatch``, one per conjunction: "some entry satisfies a or b" is "some entry satisfies
+a, or some entry satisfies b"), with negations pushed down to the fields; so every ``$elemMatch`` is a
+plain ``{field: {operator: value}}`` document, which every server (and emulator) accepts. Rows use
+the IR's three-valued logic, like SQL: a comparison with an absent field is unknown, and so is its
+negation (``Not(Cmp)`` also requires the field to be present).
+
+:class:`~fhir_server.search.ir.Chain` and :class:`~fhir_server.search.ir.Has` are resolved first by a
+sub-query (through a :class:`Resolver`), capped at :data:`MAX_IDS` ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from fhir_server.errors import InvalidRequest
+from fhir_server.search import ir
+from fhir_server.store.mongo.documents import PARAM_CODE, value
+
+Filter = dict[str, Any]
+TRUE: Filter = {}
+FALSE: Filter = {"_id": {"$in": []}}
+MAX_IDS = 10_000  # ids a chained or _has sub-query may produce
+MAX_CONJUNCTIONS = 256  # a row condition's disjunctive normal form is capped at this many terms
+
+_OPS = {"eq": "$eq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
+_COMPOSITE_FIELD = re.compile(r"c[0-9]+_[a-z_]+")
+
+
+class Resolver(Protocol):
+    def chain_ids(self, target: str, where: Filter) -> list[str]:
+        """Ids of the live ``target`` resources matching ``where`` (raise if more than MAX_IDS)."""
+
+    def has_ids(self, source: str, param: str, rtype: str, where: Filter) -> list[str]:
+        """Ids of ``rtype`` resources that live ``source`` resources matching ``where`` refer to
+        through reference ``param``."""
+
+
+class TooBroad(InvalidRequest):
+    """A chained or reverse-chained sub-query matches too many resources."""
+
+
+def field_name(ptype: str, name: str) -> str:
+    if ptype == "composite":
+        if not _COMPOSITE_FIELD.fullmatch(name):
+            raise ValueError(f"bad composite field {name!r}")
+        return name
+    if name not in ir.FIELDS.get(ptype, ()):
+        raise ValueError(f"{ptype} index has no field {name!r}")
+    return name
+
+
+# -- rows -------------------------------------------------------------------------------------
+# A conjunction: field -> list of operator documents; a row condition: a list of conjunctions.
+Conj = dict[str, list[Filter]]
+
+
+def _leaf(node: ir.Cmp | ir.In | ir.Null, ptype: str, negated: bool) -> list[Conj]:
+    name = field_name(ptype, node.field)
+    if isinstance(node, ir.Null):
+        return [{name: [{"$ne": None} if negated else {"$eq": None}]}]
+    if isinstance(node, ir.In):
+        values = [value(v) for v in node.values]
+        return [{name: [{"$nin": [None, *values]} if negated else {"$in": values}]}]
+    if node.op == "sw":
+        cond: Filter = {"$regex": "^" + re.escape(str(node.value))}
+    elif node.op == "co":
+        cond = {"$regex": re.escape(str(node.value))}
+    else:
+        cond = {_OPS[node.op]: value(node.value)}
+    if negated:  # unknown stays unknown: the field must be present
+        return [{name: [{"$ne": None}, {"$not": cond}]}]
+    return [{name: [cond]}]
+
+
+def _and(parts: Sequence[list[Conj]]) -> list[Conj]:
+    result: list[Conj] = [{}]
+    for part in parts:
+        combined: list[Conj] = []
+        for left in result:
+            for right in part:
+                merged = {k: list(v) for k, v in left.items()}
+                for k, v in right.items():
+                    merged.setdefault(k, []).extend(v)
+                combined.append(merged)
+        if len(combined) > MAX_CONJUNCTIONS:
+            raise InvalidRequest("search condition too complex")
+        result = combined
+    return result
+
+
+def dnf(node: ir.Node, ptype: str, negated: bool = False) -> list[Conj]:
+    """A row condition as a list of conjunctions (``[]``: false, ``[{}]``: true)."""
+    if isinstance(node, ir.Cmp | ir.In | ir.Null):
+        return _leaf(node, ptype, negated)
+    if isinstance(node, ir.Not):
+        return dnf(node.item, ptype, not negated)
+    if isinstance(node, ir.And | ir.Or):
+        conjunctive = isinstance(node, ir.And) != negated  # De Morgan
+        parts = [dnf(item, ptype, negated) for item in node.items]
+        if conjunctive:
+            return _and(parts)
+        return [c for part in parts for c in part]
+    raise TypeError(f"not a row condition: {node}")
+
+
+def _field_doc(conds: list[Filter]) -> Filter | None:
+    """Operator documents on one field merged into one, or None if two use the same operator."""
+    merged: Filter = {}
+    for cond in conds:
+        for op, v in cond.items():
+            if op in merged:
+                return None
+            merged[op] = v
+    return merged
+
+
+def elem_match(param: str, conj: Conj) -> Filter:
+    match: Filter = {"p": {"$eq": param}}
+    extra: list[Filter] = []
+    for name, conds in conj.items():
+        merged = _field_doc(conds)
+        if merged is not None:
+            match[name] = merged
+        else:  # e.g. two ranges on one field: a real server takes $and inside $elemMatch
+            match[name] = conds[0]
+            extra.extend({name: c} for c in conds[1:])
+    if extra:
+        match = {"$and": [match, *extra]}
+    return {"idx": {"$elemMatch": match}}
+
+
+# -- resources --------------------------------------------------------------------------------
+def all_of(items: Sequence[Filter]) -> Filter:
+    if any(i == FALSE for i in items):
+        return FALSE
+    rest = [i for i in items if i != TRUE]
+    if not rest:
+        return TRUE
+    return rest[0] if len(rest) == 1 else {"$and": rest}
+
+
+def any_of(items: Sequence[Filter]) -> Filter:
+    if any(i == TRUE for i in items):
+        return TRUE
+    rest = [i for i in items if i != FALSE]
+    if not rest:
+        return FALSE
+    return rest[0] if len(rest) == 1 else {"$or": rest}
+
+
+def negate(item: Filter) -> Filter:
+    if item == TRUE:
+        return FALSE
+    if item == FALSE:
+        return TRUE
+    return {"$nor": [item]}
+
+
+def where(node: ir.Node, rtype: str, resolver: Resolver) -> Filter:
+    """A filter on the ``resources`` documents of type ``rtype`` (the type itself not included)."""
+    if isinstance(node, ir.Entry):
+        return any_of([elem_match(node.param, c) for c in dnf(node.where, node.type)])
+    if isinstance(node, ir.Missing):
+        present: Filter = {"idx": {"$elemMatch": {"p": {"$eq": node.param}}}}
+        return negate(present) if node.missing else present
+    if isinstance(node, ir.Chain):
+        sub = where(node.query, node.target, resolver)
+        if sub == FALSE:
+            return FALSE
+        ids = resolver.chain_ids(node.target, sub)
+        if not ids:
+            return FALSE
+        return {"idx": {"$elemMatch": {"p": {"$eq": node.param}, "type": {"$eq": node.target},
+                                       "id": {"$in": ids}}}}
+    if isinstance(node, ir.Has):
+        sub = where(node.query, node.type, resolver)
+        if sub == FALSE:
+            return FALSE
+        ids = resolver.has_ids(node.type, node.param, rtype, sub)
+        return {"id": {"$in": ids}} if ids else FALSE
+    if isinstance(node, ir.IdIn):
+        return {"id": {"$in": list(node.ids)}} if node.ids else FALSE
+    if isinstance(node, ir.TypeIs):
+        return TRUE if rtype in node.types else FALSE
+    if isinstance(node, ir.And):
+        return all_of([where(i, rtype, resolver) for i in node.items])
+    if isinstance(node, ir.Or):
+        return any_of([where(i, rtype, resolver) for i in node.items])
+    if isinstance(node, ir.Not):
+        return negate(where(node.item, rtype, resolver))
+    raise TypeError(f"not a resource condition: {node}")
+
+
+def search_filter(types: Sequence[str], node: ir.Node, resolver: Resolver) -> Filter:
+    """Live resources of any of ``types`` matching ``node``."""
+    branches = []
+    for rtype in types:
+        cond = where(node, rtype, resolver)
+        if cond != FALSE:
+            branches.append(all_of([{"type": {"$eq": rtype}, "alive": {"$eq": True}}, cond]))
+    return any_of(branches)
+
+
+# -- sorting ----------------------------------------------------------------------------------
+_MAX_CHAR = "\U0010ffff"
+_LAST_TEXT, _FIRST_TEXT = _MAX_CHAR * 2, ""
+_BIG = 2**62
+
+
+def sort_key(param: str, ptype: str, descending: bool) -> Any:
+    """An aggregation expression for a resource's sort value: the lowest (ascending) or highest
+    (descending) of its values; resources without one sort last either way (the same sentinels as
+    the SQLite store, so keys look the same)."""
+    if param == "_id":
+        return "$id"
+    if param == "_lastUpdated":
+        return "$ts"
+    if ptype not in ("date", "string", "token", "number", "quantity", "reference", "uri"):
+        raise ValueError(f"cannot sort by a {ptype} parameter")
+    if not PARAM_CODE.fullmatch(param):
+        raise ValueError(f"bad sort parameter {param!r}")
+    numeric = ptype in ("date", "number", "quantity")
+    missing = (-_BIG if descending else _BIG) if numeric else (
+        _FIRST_TEXT if descending else _LAST_TEXT)
+    return {"$ifNull": [f"$sk.{param}.{'hi' if descending else 'lo'}", {"$literal": missing}]}
+
+
+def keyset(names: Sequence[str], descending: Sequence[bool], after: Sequence[Any]) -> Filter:
+    """Rows strictly after ``after`` in the order (names, descending)."""
+    if len(after) != len(names):
+        raise ValueError("cursor does not fit this query")
+    for v in after:
+        if not isinstance(v, str | int | float) or isinstance(v, bool):
+            raise ValueError("cursor does not fit this query")
+    alternatives = []
+    for i, name in enumerate(names):
+        alt: Filter = {names[j]: {"$eq": after[j]} for j in range(i)}
+        alt[name] = {"$lt" if descending[i] else "$gt": after[i]}
+        alternatives.append(alt)
+    return any_of(alternatives)

@@ -1,0 +1,430 @@
+"""MongoDB implementation of the Store protocol (pymongo).
+
+Collections:
+
+* ``resources``: one document per resource, its current version: ``_id`` ``"Type/id"``, ``type``,
+  ``id``, ``version``, ``ts``, ``method``, ``alive``, ``body`` (the exact JSON bytes, BSON binary;
+  null when deleted), ``idx`` (the index entries, see :mod:`.documents`) and ``sk`` (sort keys);
+* ``history``: one document per version, ``_id`` ``"Type/id/version"`` (append-only);
+* ``server_meta``: shared secrets.
+
+A write is a compare-and-set: ``expected_version`` 0 inserts (a duplicate ``_id`` is a conflict),
+otherwise ``update_one({"_id": ..., "version": expected})`` must match one document. The history
+document is inserted in the same transaction (a duplicate version is a conflict too).
+
+Transactions: on a replica set or sharded cluster (``hello`` reports ``setName`` or ``msg:
+isdbgrid``) or any server that accepts a probe transaction, every :meth:`MongoStore.transaction` is a
+multi-document transaction (write concern majority) and the store declares ``"transactions"``. On a
+standalone ``mongod`` (no transactions) it falls back to single-document writes: each ``put`` is
+atomic on its own, and leaving the block by an exception undoes the block's puts in reverse order
+(best effort, not isolated: another reader can see them in between, and a crash in between leaves
+them); ``capabilities`` then lacks ``"transactions"``.
+
+The ``MongoClient`` is created on first use in each process (gunicorn forks first), with a short
+server-selection timeout; connection failures become :class:`StoreUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from bson.binary import Binary
+from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo.client_session import ClientSession
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
+from pymongo.write_concern import WriteConcern
+
+from fhir_server.search import ir
+from fhir_server.store.base import (
+    HistoryQuery,
+    NewVersion,
+    SearchPage,
+    SearchQuery,
+    StoredResource,
+    StoreUnavailable,
+    VersionConflict,
+)
+from fhir_server.store.mongo import compile as mc
+from fhir_server.store.mongo.documents import entry_doc, sort_keys
+
+Doc = dict[str, Any]
+DEFAULT_DATABASE = "ehc_fhir"
+_WRITE_CONFLICT = 112
+
+#: (collection, keys, options): created at first use, idempotently.
+INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
+    ("resources", [("type", 1), ("alive", 1), ("id", 1)], {}),
+    ("resources", [("type", 1), ("idx.p", 1), ("idx.code", 1), ("idx.system", 1)], {}),
+    ("resources", [("type", 1), ("idx.p", 1), ("idx.norm", 1)], {}),
+    ("resources", [("type", 1), ("idx.p", 1), ("idx.low", 1)], {}),
+    ("resources", [("type", 1), ("idx.p", 1), ("idx.id", 1), ("idx.type", 1)], {}),
+    ("resources", [("type", 1), ("idx.p", 1), ("idx.value", 1)], {}),
+    ("resources", [("idx.type", 1), ("idx.id", 1)], {}),  # reverse references
+    ("resources", [("type", 1), ("ts", 1)], {}),
+    ("history", [("ts", 1), ("type", 1), ("id", 1), ("version", 1)], {}),
+    ("history", [("type", 1), ("ts", 1), ("id", 1), ("version", 1)], {}),
+    ("history", [("type", 1), ("id", 1), ("version", 1)], {"unique": True}),
+)
+
+
+def database_from_url(url: str) -> str:
+    """The database named by the URL path (``mongodb://host/name``), else ``ehc_fhir``."""
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        raise ValueError(f"not a MongoDB store URL: {url!r}")
+    path = urlsplit(url).path.lstrip("/")
+    return path or DEFAULT_DATABASE
+
+
+def _resource(doc: Doc) -> StoredResource:
+    body = doc.get("body")
+    return StoredResource(doc["type"], doc["id"], int(doc["version"]), int(doc["ts"]),
+                          doc["method"], bytes(body) if body is not None else None)
+
+
+@contextmanager
+def _guard(what: str) -> Iterator[None]:
+    try:
+        yield
+    except ConnectionFailure as exc:  # AutoReconnect, ServerSelectionTimeoutError, NetworkTimeout
+        raise StoreUnavailable(f"MongoDB {what} failed: {exc}") from exc
+
+
+def _conflict(exc: PyMongoError) -> bool:
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, OperationFailure) and (
+            exc.code == _WRITE_CONFLICT or "write conflict" in str(exc).lower()):
+        return True  # mongoeco reports a conflict at commit by message only
+    return exc.has_error_label("TransientTransactionError")
+
+
+class _Reads:
+    """Read queries shared by the store and its transactions (``session`` None: no transaction)."""
+
+    db: Database[Doc]
+    session: ClientSession | None = None
+
+    @property
+    def _resources(self) -> Collection[Doc]:
+        return self.db["resources"]
+
+    @property
+    def _history(self) -> Collection[Doc]:
+        return self.db["history"]
+
+    def read(self, type: str, id: str) -> StoredResource | None:
+        with _guard("read"):
+            doc = self._resources.find_one({"_id": {"$eq": f"{type}/{id}"}},
+                                           {"idx": 0, "sk": 0}, session=self.session)
+        return _resource(doc) if doc else None
+
+    def vread(self, type: str, id: str, version: int) -> StoredResource | None:
+        with _guard("read"):
+            doc = self._history.find_one({"_id": {"$eq": f"{type}/{id}/{version}"}},
+                                         session=self.session)
+        return _resource(doc) if doc else None
+
+    def history(self, query: HistoryQuery) -> list[StoredResource]:
+        conds: list[Doc] = []
+        for field, op, v in (("type", "$eq", query.type), ("id", "$eq", query.id),
+                             ("ts", "$gte", query.since), ("ts", "$lt", query.before)):
+            if v is not None:
+                conds.append({field: {op: v}})
+        instance = query.type is not None and query.id is not None
+        if instance:
+            order = [("version", DESCENDING)]
+            if query.after is not None:
+                conds.append({"version": {"$lt": query.after[3]}})
+        else:
+            names = ["ts", "type", "id", "version"]
+            order = [(n, DESCENDING) for n in names]
+            if query.after is not None:
+                conds.append(mc.keyset(names, [True] * 4, list(query.after)))
+        with _guard("history"):
+            cursor = self._history.find(mc.all_of(conds), session=self.session)
+            docs = list(cursor.sort(order).limit(query.limit))
+        return [_resource(d) for d in docs]
+
+    def search(self, query: SearchQuery) -> SearchPage:
+        nkeys = len(query.sort)
+        names = [f"_k{n}" for n in range(nkeys)] + ["type", "id"]
+        descending = [s.descending for s in query.sort] + [False, False]
+        if query.backwards:
+            descending = [not d for d in descending]
+        pipeline: list[Doc] = [{"$match": mc.search_filter(query.types, query.where, self)}]
+        if nkeys:
+            pipeline.append({"$addFields": {
+                f"_k{n}": mc.sort_key(s.param, s.param_type, s.descending)
+                for n, s in enumerate(query.sort)}})
+        if query.after is not None:
+            pipeline.append({"$match": mc.keyset(names, descending, list(query.after))})
+        pipeline += [
+            {"$sort": {n: DESCENDING if d else ASCENDING
+                       for n, d in zip(names, descending, strict=True)}},
+            {"$limit": int(query.limit)},
+            {"$project": {"idx": 0, "sk": 0}},
+        ]
+        with _guard("search"):
+            docs = list(self._resources.aggregate(pipeline, session=self.session))
+        if query.backwards:
+            docs.reverse()
+        return SearchPage([_resource(d) for d in docs],
+                          [(*(d[f"_k{n}"] for n in range(nkeys)), d["type"], d["id"]) for d in docs])
+
+    def count(self, types: tuple[str, ...], where: ir.Node) -> int:
+        with _guard("count"):
+            return int(self._resources.count_documents(mc.search_filter(types, where, self),
+                                                       session=self.session))
+
+    # -- compile.Resolver ---------------------------------------------------------------------
+    def chain_ids(self, target: str, where: Doc) -> list[str]:
+        flt = mc.all_of([{"type": {"$eq": target}, "alive": {"$eq": True}}, where])
+        with _guard("search"):
+            docs = list(self._resources.find(flt, {"id": 1, "_id": 0}, session=self.session)
+                        .limit(mc.MAX_IDS + 1))
+        if len(docs) > mc.MAX_IDS:
+            raise mc.TooBroad(f"chained search on {target} matches too many resources"
+                              f" (more than {mc.MAX_IDS}): chain too broad")
+        return [d["id"] for d in docs]
+
+    def has_ids(self, source: str, param: str, rtype: str, where: Doc) -> list[str]:
+        points: Doc = {"idx": {"$elemMatch": {"p": {"$eq": param}, "type": {"$eq": rtype}}}}
+        flt = mc.all_of([{"type": {"$eq": source}, "alive": {"$eq": True}}, where, points])
+        with _guard("search"):
+            docs = list(self._resources.find(flt, {"idx": 1, "_id": 0}, session=self.session)
+                        .limit(mc.MAX_IDS + 1))
+        if len(docs) > mc.MAX_IDS:
+            raise mc.TooBroad(f"_has on {source}:{param} matches too many resources"
+                              f" (more than {mc.MAX_IDS}): chain too broad")
+        ids = {e["id"] for d in docs for e in d.get("idx", ())
+               if e.get("p") == param and e.get("type") == rtype and isinstance(e.get("id"), str)}
+        return sorted(ids)
+
+
+def _history_doc(new: NewVersion) -> Doc:
+    return {"_id": f"{new.type}/{new.id}/{new.version}", "type": new.type, "id": new.id,
+            "version": new.version, "ts": new.ts, "method": new.method,
+            "body": Binary(new.body) if new.body is not None else None}
+
+
+def _current_doc(new: NewVersion) -> Doc:
+    alive = new.body is not None
+    return {"type": new.type, "id": new.id, "version": new.version, "ts": new.ts,
+            "method": new.method, "alive": alive,
+            "body": Binary(new.body) if new.body is not None else None,
+            "idx": [entry_doc(e) for e in new.index] if alive else [],
+            "sk": sort_keys(new.index) if alive else {}}
+
+
+class _MongoTx(_Reads):
+    def __init__(self, db: Database[Doc], session: ClientSession | None) -> None:
+        self.db = db
+        self.session = session
+        #: without a server transaction: how to undo each put (history _id, previous document)
+        self.undo: list[tuple[str, str, Doc | None]] = []
+
+    def put(self, new: NewVersion, expected_version: int) -> None:
+        key = f"{new.type}/{new.id}"
+        hist = _history_doc(new)
+        try:
+            with _guard("write"):
+                self._history.insert_one(hist, session=self.session)
+        except PyMongoError as exc:
+            if _conflict(exc):
+                raise VersionConflict(f"{key} already has version {new.version}") from None
+            raise
+        doc = _current_doc(new)
+        try:
+            with _guard("write"):
+                if expected_version == 0:
+                    self._resources.insert_one({"_id": key, **doc}, session=self.session)
+                    previous: Doc | None = None
+                    matched = True
+                else:
+                    previous = self._resources.find_one_and_update(
+                        {"_id": {"$eq": key}, "version": {"$eq": expected_version}},
+                        {"$set": doc}, session=self.session,
+                        return_document=ReturnDocument.BEFORE)
+                    matched = previous is not None
+        except PyMongoError as exc:
+            if not _conflict(exc):
+                raise
+            matched = False
+        if not matched:
+            if self.session is None:  # no transaction to take the history document back
+                self._history.delete_one({"_id": {"$eq": hist["_id"]}})
+            raise VersionConflict(f"{key} is no longer at version {expected_version}")
+        self.undo.append((key, hist["_id"], previous))
+
+    def rollback(self) -> None:
+        """Undo the puts of a block without a server transaction (standalone fallback)."""
+        for key, hid, previous in reversed(self.undo):
+            self._history.delete_one({"_id": {"$eq": hid}})
+            if previous is None:
+                self._resources.delete_one({"_id": {"$eq": key}})
+            else:
+                self._resources.replace_one({"_id": {"$eq": key}}, previous)
+        self.undo.clear()
+
+
+class MongoStore(_Reads):
+    name = "mongodb"
+
+    def __init__(self, url: str, *, database: str | None = None,
+                 server_selection_timeout_ms: int = 5000, write_concern: str = "majority") -> None:
+        self.url = url
+        self.database = database or database_from_url(url)
+        self.server_selection_timeout_ms = server_selection_timeout_ms
+        self.write_concern = write_concern
+        self._lock = threading.Lock()
+        self._client: MongoClient[Doc] | None = None
+        self._pid = 0
+        self._transactions: bool | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> MongoStore:
+        return cls(url, **kwargs)
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def client(self) -> MongoClient[Doc]:
+        client = self._client
+        if client is not None and self._pid == os.getpid():
+            return client
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():  # a forked child never reuses it
+                self._client = MongoClient(
+                    self.url, serverSelectionTimeoutMS=self.server_selection_timeout_ms,
+                    connectTimeoutMS=self.server_selection_timeout_ms,
+                    w=self.write_concern, tz_aware=False, uuidRepresentation="standard")
+                self._pid = os.getpid()
+                self._transactions = None
+            client = self._client
+        self._prepare(client)
+        return client
+
+    @property
+    def db(self) -> Database[Doc]:  # type: ignore[override]
+        return self.client[self.database]
+
+    def _prepare(self, client: MongoClient[Doc]) -> None:
+        """Once per process: create the indexes and find out whether transactions work."""
+        if self._transactions is not None:
+            return
+        with self._lock:
+            if self._transactions is not None:
+                return
+            with _guard("start-up"):
+                db = client[self.database]
+                for collection, keys, options in INDEXES:
+                    db[collection].create_index(keys, **options)
+                self._transactions = self._probe_transactions(client, db)
+
+    @staticmethod
+    def _probe_transactions(client: MongoClient[Doc], db: Database[Doc]) -> bool:
+        hello = client.admin.command("hello")
+        if hello.get("setName") or hello.get("msg") == "isdbgrid":
+            return True
+        if not hello.get("logicalSessionTimeoutMinutes"):
+            return False
+        try:  # a standalone mongod refuses this (IllegalOperation); some servers accept it
+            with client.start_session() as session, session.start_transaction():
+                db["server_meta"].find_one({"_id": "probe"}, session=session)
+        except OperationFailure:
+            return False
+        return True
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """``{"transactions"}`` when writes use server transactions (connects on first use)."""
+        self.client  # noqa: B018 (connects and probes once)
+        return frozenset({"transactions"}) if self._transactions else frozenset()
+
+    @capabilities.setter
+    def capabilities(self, value: frozenset[str]) -> None:
+        """Force a mode (tests of the standalone fallback): without ``"transactions"``, writes use
+        the single-document fallback even where the server has transactions."""
+        self.client  # noqa: B018
+        self._transactions = "transactions" in value
+
+    # -- protocol -----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[_MongoTx]:
+        client, db = self.client, self.db
+        if not self._transactions:
+            tx = _MongoTx(db, None)
+            try:
+                yield tx
+            except BaseException:
+                with _guard("rollback"):
+                    tx.rollback()
+                raise
+            return
+        with _guard("transaction"), client.start_session() as session:
+            session.start_transaction(write_concern=WriteConcern(self.write_concern))
+            try:
+                yield _MongoTx(db, session)
+            except BaseException:
+                if session.in_transaction:
+                    with suppress(PyMongoError):  # the server aborts it anyway
+                        session.abort_transaction()
+                raise
+            try:
+                self._commit(session)
+            except PyMongoError as exc:
+                if isinstance(exc, ConnectionFailure):
+                    raise
+                if _conflict(exc):
+                    raise VersionConflict(f"transaction conflict: {exc}") from None
+                raise
+
+    @staticmethod
+    def _commit(session: ClientSession) -> None:
+        while True:
+            try:
+                session.commit_transaction()
+                return
+            except PyMongoError as exc:
+                if exc.has_error_label("UnknownTransactionCommitResult"):
+                    continue  # commit is idempotent: retry until the result is known
+                raise
+
+    def ping(self) -> None:
+        try:
+            with _guard("ping"):
+                self.client.admin.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"MongoDB is not usable: {exc}") from exc
+
+    def secret(self, name: str, length: int = 32) -> bytes:
+        meta = self.db["server_meta"]
+        key = f"secret:{name}"
+        with _guard("secret"):
+            doc = meta.find_one({"_id": {"$eq": key}})
+            if doc is None:
+                with suppress(DuplicateKeyError):  # another process may create it first
+                    meta.insert_one({"_id": key, "value": Binary(secrets.token_bytes(length))})
+                doc = meta.find_one({"_id": {"$eq": key}})
+        assert doc is not None
+        return bytes(doc["value"])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+            self._transactions = None
+
