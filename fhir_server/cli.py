@@ -1,8 +1,9 @@
-"""The ``fhir-server`` command: serve, seed."""
+"""The ``fhir-server`` command: serve, seed, mongo shard-plan."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
-        help="store URL: sqlite:///path/to/file.db (default: $FHIR_STORE or ./data/fhir.db)",
+        help="store URL: sqlite:///path/to/file.db or mongodb://host/database "
+             "(default: $FHIR_STORE or ./data/fhir.db)",
     )
 
 
@@ -60,6 +62,60 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The shard keys of docs/SCALING.md: one patient's record on one shard (``pc``, the patient
+#: compartment, hashed); history by resource (keeps the unique version index, so Type/id stays
+#: unique across shards); identifier claims by "system|value" (unique ``_id``, hashed).
+SHARD_KEYS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("resources", {"pc": "hashed"}),
+    ("history", {"type": 1, "id": 1}),
+    ("identifiers", {"_id": "hashed"}),
+)
+
+
+def _js(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def shard_plan(database: str) -> list[str]:
+    """The mongosh commands that shard ``database`` (see docs/SCALING.md), one per line."""
+    from fhir_server.store.mongo.store import INDEXES
+
+    db = f"db.getSiblingDB({_js(database)})"
+    lines = [
+        "// fhir-server mongo shard-plan: run in mongosh connected to a mongos of the cluster,",
+        "// after the replica sets are shards (sh.addShard) and before the servers take writes.",
+        "// Design and caveats: docs/SCALING.md.",
+        f"sh.enableSharding({_js(database)})",
+        "",
+        "// Indexes (the server also creates them at start-up; createIndexes is idempotent).",
+        "// Unique indexes must start with the shard key: only history's (type, id, version) does.",
+    ]
+    indexes: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        (collection, dict(keys), options) for collection, keys, options in INDEXES]
+    indexes.append(("resources", {"pc": "hashed"}, {}))
+    for collection, key, options in indexes:
+        extra = f", {_js(options)}" if options else ""
+        lines.append(f"{db}.getCollection({_js(collection)}).createIndex({_js(key)}{extra})")
+    lines += ["", "// Shard keys: resources by patient compartment (the pc field every resources",
+              "// document must carry), history by resource, identifier claims by system|value."]
+    for collection, key in SHARD_KEYS:
+        lines.append(f"sh.shardCollection({_js(f'{database}.{collection}')}, {_js(key)})")
+    lines += ["", "// Check: chunks spread over the shards once the balancer has run.",
+              f"{db}.resources.getShardDistribution()"]
+    return lines
+
+
+def cmd_mongo_shard_plan(args: argparse.Namespace) -> int:
+    database = args.database
+    if database is None:
+        from fhir_server.store.mongo.store import database_from_url
+
+        url = args.store or os.environ.get("FHIR_STORE") or "mongodb://localhost/"
+        database = database_from_url(url)  # ValueError (a message) for a non-MongoDB URL
+    print("\n".join(shard_plan(database)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="do nothing if the store already holds patients")
     _add_store(seed)
     seed.set_defaults(func=cmd_seed)
+
+    mongo = sub.add_parser("mongo", help="MongoDB operations")
+    mongo_sub = mongo.add_subparsers(dest="mongo_command", required=True)
+    plan = mongo_sub.add_parser(
+        "shard-plan", help="print the mongosh commands that shard the database (docs/SCALING.md)")
+    plan.add_argument("--store", help="mongodb://host/database (default: $FHIR_STORE); only the "
+                                      "database name is used, nothing is contacted")
+    plan.add_argument("--database", help="database name (default: from the URL, else ehc_fhir)")
+    plan.set_defaults(func=cmd_mongo_shard_plan)
     return parser
 
 
