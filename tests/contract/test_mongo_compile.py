@@ -207,7 +207,7 @@ ALLOWED_KEYS = {"idx", "$elemMatch", "p", "$eq", "$in", "$nin", "$ne", "$not", "
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_values_never_become_operators_or_fields(hostile: str) -> None:
-    nodes = [
+    nodes: list[ir.Node] = [
         ir.Entry("identifier", "token", ir.And((ir.Cmp("system", "eq", hostile),
                                                 ir.Cmp("code", "eq", hostile)))),
         ir.Entry("identifier", "token", ir.In("code", (hostile, "x"))),
