@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from fhir_server.api import errors, observability
-from fhir_server.api.fhir_views import fhir
+from fhir_server.api import bundle_views, errors, fhir_views, observability, operation_views
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
 from fhir_server.interactions.context import Services
 from fhir_server.store import Store, open_store
+
+#: The modules whose views add routes to the ``fhir`` blueprint (imported for that).
+VIEW_MODULES = (fhir_views, bundle_views, operation_views)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
@@ -22,5 +24,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     observability.register(app)
     errors.register(app)
     app.register_blueprint(observability.health)
-    app.register_blueprint(fhir)
+    app.register_blueprint(fhir_views.fhir)
     return app
