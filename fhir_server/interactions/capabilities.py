@@ -19,8 +19,14 @@ TYPE_LEVEL_ORDER = ("read", "vread", "update", "patch", "delete", "history-insta
 def capability_statement(
     routed: Iterable[tuple[str, str]], settings: Settings, base: str, date: str
 ) -> dict[str, Any]:
-    """``routed``: (interaction code, level) pairs of the routes that exist."""
+    """``routed``: (interaction code, level) pairs of the routes that exist; an operation is
+    recorded as (``Type/$name``, ``"operation"``)."""
     pairs = set(routed)
+    operations: dict[str, list[str]] = {}
+    for code, level in sorted(pairs):
+        if level == "operation" and "/$" in code:
+            op_type, name = code.split("/$", 1)
+            operations.setdefault(op_type, []).append(name)
     type_codes = [c for c in TYPE_LEVEL_ORDER if (c, "type") in pairs or (c, "instance") in pairs]
     conditional = {c for c, level in pairs if level == "type"}
     system_codes = sorted(c for c, level in pairs if level == "system")
@@ -48,6 +54,10 @@ def capability_statement(
                 {"name": code, "definition": p.url, "type": p.type}
                 for code, p in sorted(params.for_type(rtype).items())
                 if p.type != "special" and p.expression]
+        if rtype in operations:
+            entry["operation"] = [
+                {"name": name, "definition": f"http://hl7.org/fhir/OperationDefinition/{rtype}-{name}"}
+                for name in operations[rtype]]
         resources.append(entry)
     rest: dict[str, Any] = {"mode": "server", "resource": resources}
     if system_codes:
