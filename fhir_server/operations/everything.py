@@ -63,13 +63,15 @@ def _since_filter(since: int | None) -> ir.Node | None:
 
 
 def _any_patient(rtype: str) -> ir.Node | None:
-    """Type level: "this resource refers to some Patient through a compartment parameter"."""
+    """Type level: "this resource refers to some current Patient through a compartment
+    parameter"."""
     params = compartment_params("Patient", rtype)
     if rtype == "Patient":
         return ir.And()
     if not params:
         return None
-    return ir.any_of(ir.Entry(p, "reference", ir.Cmp("type", "eq", "Patient")) for p in params)
+    # a chain, not a bare reference test: resources of deleted Patients stay out
+    return ir.any_of(ir.Chain(p, "Patient", ir.And()) for p in params)
 
 
 def _where(rtype: str, patient_id: str | None, since: int | None) -> ir.Node | None:
