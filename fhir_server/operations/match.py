@@ -10,8 +10,10 @@ legal ID documents), superseded ones (``use: old``) included on either side. EHC
 in upper case.
 
 **Scored** otherwise. Candidates come from a few indexed searches (each capped at
-:data:`CANDIDATES_PER_QUERY`): every phone; birthdate + family; birthdate + name (text);
-family + given when there is no birth date. Each candidate is scored (weights sum to 1.0):
+:data:`CANDIDATES_PER_QUERY`): every phone (as given and as digits); birthdate + ``name`` (a
+starts-with on text, family and given) for each family name and each text (whole, spaceless and
+its first word); without a birth date, family + given and the texts. Each candidate is scored
+(weights sum to 1.0):
 
 =================  ======  =====================================================================
 name               0.35    a full name equal after normalisation (NFKC, case- and accent-folded,
@@ -287,22 +289,24 @@ def _escape(value: str) -> str:
 
 def _candidate_searches(patient: dict[str, Any]) -> Iterable[list[tuple[str, str]]]:
     birth = patient.get("birthDate") if isinstance(patient.get("birthDate"), str) else None
-    for phone in _raw_phones(patient):
+    numbers = {*_raw_phones(patient), *phones(patient)}
+    for phone in sorted(numbers):
         yield [("phone", _escape(phone))]
     names = _names(patient)
-    fams = {f for n in names for f in _strings(n.get("family")) if f.strip()}
-    texts = {t for n in names for t in _strings(n.get("text")) if t.strip()}
-    givens = {g for n in names for g in _strings(n.get("given")) if g.strip()}
+    fams = {f.strip() for n in names for f in _strings(n.get("family")) if f.strip()}
+    givens = {g.strip() for n in names for g in _strings(n.get("given")) if g.strip()}
+    texts = {t.strip() for n in names for t in _strings(n.get("text")) if t.strip()}
+    # ``name`` (starts-with on text, family and given) finds 王小明 written as text only or as
+    # family 王 + given 小明; a text's first word and its spaceless form cover "王 小明"
+    prefixes = fams | {t.split()[0] for t in texts} | {"".join(t.split()) for t in texts}
     if birth:
-        for family in fams:
-            yield [("birthdate", _escape(birth)), ("family", _escape(family))]
-        for text in texts:
-            yield [("birthdate", _escape(birth)), ("name", _escape(text))]
+        for prefix in sorted(prefixes):
+            yield [("birthdate", _escape(birth)), ("name", _escape(prefix))]
     else:
-        for family in fams:
-            for given in givens or {""}:
-                yield [("family", _escape(family)), *([("given", _escape(given))] if given else [])]
-        for text in texts:
+        for family in sorted(fams):
+            for given in sorted(givens) or [""]:
+                yield [("name", _escape(family)), *([("given", _escape(given))] if given else [])]
+        for text in sorted(texts):
             yield [("name", _escape(text))]
 
 
