@@ -58,6 +58,7 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _TEMPORARY = ("urn:uuid:", "urn:oid:")
 _JSON_PATCH = "application/json-patch+json"
 _READ_PARAMETERS = frozenset({"_summary", "_elements"})
+_PLACEHOLDER = {"resourceType": "Parameters"}  # stands for entry resources in the skeleton check
 
 
 # -- parsed entries ------------------------------------------------------------------------------
@@ -550,9 +551,9 @@ def _check_bundle(svc: Services, bundle: Any) -> list[Any]:
     # the Bundle's own structure; each entry's resource is validated with its entry, so that a
     # batch can fail one entry alone and a failure names its entry
     skeleton = dict(bundle)
-    if isinstance(raw_entries, list):
-        skeleton["entry"] = [{k: v for k, v in e.items() if k != "resource"}
-                             if isinstance(e, dict) else e for e in raw_entries]
+    if isinstance(raw_entries, list) and "entry" in bundle:
+        skeleton["entry"] = [{**e, "resource": _PLACEHOLDER} if isinstance(e, dict) and "resource" in e
+                             else e for e in raw_entries]
     validate(skeleton, "Bundle")
     if bundle.get("type") not in ("batch", "transaction"):
         raise InvalidRequest(f"Bundle.type must be batch or transaction, not {bundle.get('type')!r}",
