@@ -112,13 +112,16 @@ def pick_values(db: Path, n: int) -> dict[str, list[str]]:
     """``n`` URLs per scenario, from values that exist in the database."""
     rng = random.Random(7)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    ids = [r[0] for r in conn.execute("SELECT id FROM resources WHERE type = 'Patient'"
-                                      " AND body IS NOT NULL ORDER BY id")]
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(resources)")}
+    # schema 0/1: the body is in ``resources``; schema 2+: ``resources.hid`` points into ``history``
+    body_sql = ("SELECT body FROM resources WHERE type = 'Patient' AND id = ?" if "body" in columns else
+                "SELECT h.body FROM resources r JOIN history h ON h.hid = r.hid"
+                " WHERE r.type = 'Patient' AND r.id = ?")
+    ids = [r[0] for r in conn.execute("SELECT id FROM resources WHERE type = 'Patient' ORDER BY id")]
     sample = rng.sample(ids, min(n, len(ids)))
     ehc, family, births = [], [], []
     for pid in sample:
-        body = json.loads(conn.execute("SELECT body FROM resources WHERE type = 'Patient' AND id = ?",
-                                       (pid,)).fetchone()[0])
+        body = json.loads(conn.execute(body_sql, (pid,)).fetchone()[0])
         ehc += [i["value"] for i in body.get("identifier", []) if i.get("system") == EHC]
         family += [nm["family"] for nm in body.get("name", []) if nm.get("family")][:1]
         if "birthDate" in body:
@@ -134,8 +137,7 @@ def pick_values(db: Path, n: int) -> dict[str, list[str]]:
     with_immunizations = referenced("Immunization", "patient")
     enc_ehc = []
     for pid in with_encounters:
-        body = json.loads(conn.execute("SELECT body FROM resources WHERE type = 'Patient' AND id = ?",
-                                       (pid,)).fetchone()[0])
+        body = json.loads(conn.execute(body_sql, (pid,)).fetchone()[0])
         enc_ehc += [i["value"] for i in body.get("identifier", []) if i.get("system") == EHC]
     codes = sorted({r[0] for r in conn.execute(
         "SELECT DISTINCT code FROM idx_token WHERE rtype = 'Immunization' AND param = 'vaccine-code'"
