@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,6 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from fhir_server.app import create_app
+from fhir_server.config import Settings
 from fhir_server.fhir.instants import now_us, to_instant
 from fhir_server.interactions.load import load
 from seed import generate
@@ -71,8 +74,28 @@ P1_INCLUDES = {"Practitioner/dr-li", "Organization/hosp", "PractitionerRole/role
                "Practitioner/dr-zhao", "Organization/loc-owner"}
 
 
+@pytest.fixture(params=["sqlite", "mongo"])
+def any_app(request: pytest.FixtureRequest, app: Flask) -> Iterator[Flask]:
+    """The SQLite app, or the same app over a fresh MongoDB database (skipped without one)."""
+    if request.param == "sqlite":
+        yield app
+        return
+    from fhir_server.store import open_store
+    from tests.mongo_server import fresh_database
+
+    uri: str = request.getfixturevalue("mongo_uri")
+    with fresh_database(uri) as db_uri:
+        settings = Settings(store_url=db_uri, access_log=False)
+        store = open_store(settings)
+        try:
+            yield create_app(settings, store)
+        finally:
+            store.close()
+
+
 @pytest.fixture
-def data(app: Flask) -> FlaskClient:
+def data(any_app: Flask) -> FlaskClient:
+    app = any_app
     load(app.extensions["fhir"], DATA)
     client = app.test_client()
     assert client.delete("/fhir/Patient/p3").status_code == 204

@@ -11,7 +11,10 @@ from flask.testing import FlaskClient
 from fhir_server.fhir.identifiers import ext_admin_division, identifier_systems
 from fhir_server.interactions.load import load
 from fhir_server.operations.match import MATCH_GRADE
+from tests.api.test_everything import any_app
 from tests.conftest import post
+
+__all__ = ["any_app"]  # the SQLite-or-MongoDB app fixture
 
 SYS = identifier_systems()
 DIVISION = ext_admin_division(SYS.base)
@@ -47,9 +50,9 @@ DATA: list[dict[str, Any]] = [
 
 
 @pytest.fixture
-def data(app: Flask) -> FlaskClient:
-    load(app.extensions["fhir"], DATA)
-    return app.test_client()
+def data(any_app: Flask) -> FlaskClient:
+    load(any_app.extensions["fhir"], DATA)
+    return any_app.test_client()
 
 
 def params(patient: dict[str, Any], **extra: Any) -> dict[str, Any]:
