@@ -20,7 +20,8 @@ listed; the Patient is always sent), ``_count`` (page size). ``start``/``end`` (
 supported: a request with them gets a 400 rather than a silently wider answer.
 
 Type level ``Patient/$everything``: every Patient, and every resource of a compartment type that
-refers to some Patient through one of the compartment's parameters, paged the same way.
+refers to some current Patient through one of the compartment's parameters, paged the same way;
+there ``_since`` applies to the Patients too (an incremental feed would otherwise resend them all).
 """
 
 from __future__ import annotations
@@ -82,9 +83,7 @@ def _where(rtype: str, patient_id: str | None, since: int | None) -> ir.Node | N
     recent = _since_filter(since)
     if recent is None:
         return scope
-    if rtype == "Patient":  # the focal Patient(s) always, the rest of the compartment if recent
-        if patient_id is None:
-            return scope
+    if rtype == "Patient" and patient_id is not None:  # the focal Patient always
         itself = ir.Entry("_id", "token", ir.Cmp("code", "eq", patient_id))
         return ir.any_of([itself, ir.all_of([scope, recent])])
     return ir.all_of([scope, recent])

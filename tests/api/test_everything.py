@@ -167,6 +167,8 @@ def test_since(data: FlaskClient) -> None:
     bundle = get(data, f"/fhir/Patient/p1/$everything?_since={mark.replace('+', '%2B')}")
     assert entries(bundle, "match") == ["Patient/p1", "Observation/o1"]  # the Patient always
     assert sorted(entries(bundle, "include")) == ["Organization/hosp", "Practitioner/dr-li"]
+    bundle = get(data, f"/fhir/Patient/$everything?_since={mark.replace('+', '%2B')}")
+    assert entries(bundle, "match") == ["Observation/o1"]  # type level: _since for Patients too
     assert get(data, "/fhir/Patient/p1/$everything?_since=2020-01-01", 400)[
         "issue"][0]["expression"] == ["_since"]
 
