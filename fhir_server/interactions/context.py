@@ -14,6 +14,11 @@ class Services:
     settings: Settings
     store: Store
 
+    def __post_init__(self) -> None:
+        from fhir_server.interactions.resources import use_canonical_base
+
+        use_canonical_base(self.settings.canonical_base)
+
     @cached_property
     def cursor_key(self) -> bytes:
         return self.store.secret("cursor")

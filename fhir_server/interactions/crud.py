@@ -28,7 +28,7 @@ from fhir_server.interactions.resources import (
     validate,
 )
 from fhir_server.search import ir
-from fhir_server.store import SearchQuery, StoredResource, Tx
+from fhir_server.store import SearchQuery, StoredResource, Tx, UniqueViolation, VersionConflict
 
 
 def read(svc: Services, rtype: str, rid: str) -> StoredResource:
@@ -67,7 +67,12 @@ def create_in(tx: Tx, rtype: str, body: dict[str, Any], rid: str,
                 f"If-None-Exist matches more than one {rtype}", expression="If-None-Exist")
         if found:
             return WriteResult(found[0], changed=False)
-    return WriteResult(put(tx, rtype, rid, body, None, "POST"), created=True)
+    try:
+        return WriteResult(put(tx, rtype, rid, body, None, "POST"), created=True)
+    except UniqueViolation as exc:
+        if if_none_exist is not None:  # a concurrent create won: run again, and find it
+            raise VersionConflict(str(exc)) from exc
+        raise
 
 
 def create(svc: Services, rtype: str, resource: Any, *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -9,9 +11,17 @@ from typing import Any, TypeVar
 
 from fhir_server.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
 from fhir_server.fhir import jsonio, structure
+from fhir_server.fhir.identifiers import DEFAULT_CANONICAL_BASE, identifier_systems
 from fhir_server.fhir.instants import now_us, to_instant
 from fhir_server.search import index
-from fhir_server.store import NewVersion, Store, StoredResource, Tx, VersionConflict
+from fhir_server.store import (
+    NewVersion,
+    Store,
+    StoredResource,
+    Tx,
+    UniqueViolation,
+    VersionConflict,
+)
 
 T = TypeVar("T")
 _MAX_ATTEMPTS = 8
@@ -81,6 +91,31 @@ def stamp(resource: dict[str, Any], rid: str, version: int, ts: int) -> dict[str
     return out
 
 
+_card_systems = identifier_systems(DEFAULT_CANONICAL_BASE)
+
+
+def use_canonical_base(base: str) -> None:
+    """Set the platform's identifier systems (from ``FHIR_CANONICAL_BASE``) for card claims."""
+    global _card_systems
+    _card_systems = identifier_systems(base)
+
+
+def card_claims(resource: dict[str, Any]) -> tuple[str, ...]:
+    """The health-card identifiers an active Patient holds exclusively, as ``system|value``.
+
+    Superseded cards (``use: old``) stay claimed: they still find their resident. An inactive
+    Patient (``active: false``, e.g. a merged duplicate) holds none.
+    """
+    if resource.get("resourceType") != "Patient" or resource.get("active") is False:
+        return ()
+    keys = set()
+    for identifier in resource.get("identifier") or ():
+        system, value = identifier.get("system"), identifier.get("value")
+        if system and value and _card_systems.is_patient_card_system(system):
+            keys.add(f"{system}|{value}")
+    return tuple(sorted(keys))
+
+
 def put(
     tx: Tx,
     rtype: str,
@@ -99,7 +134,7 @@ def put(
     else:
         stamped = stamp(resource, rid, version, ts)
         new = NewVersion(rtype, rid, version, ts, method, jsonio.dumps(stamped),
-                         tuple(index.extract(stamped)))
+                         tuple(index.extract(stamped)), card_claims(stamped))
     tx.put(new, current.version if current else 0)
     return StoredResource(rtype, rid, version, ts, method, new.body)
 
@@ -117,4 +152,12 @@ def run_write(store: Store, work: Callable[[Tx], T]) -> T:
         except VersionConflict as exc:
             if attempt == _MAX_ATTEMPTS - 1:
                 raise Conflict(f"Too many concurrent writes: {exc}") from exc
+            # back off (with jitter) so the winner can commit before the next try re-reads
+            time.sleep(random.uniform(0, min(0.002 * 2**attempt, 0.2)))
+        except UniqueViolation as exc:
+            system, _, value = exc.key.partition("|")
+            raise Conflict(
+                f"The identifier {system}|{value} already belongs to {exc.owner}: one resident,"
+                " one record. Update that Patient, or create with If-None-Exist to get it back.",
+                expression="Patient.identifier") from None
     raise AssertionError("unreachable")

@@ -11,6 +11,7 @@ from fhir_server.store.base import (
     StoreError,
     StoreUnavailable,
     Tx,
+    UniqueViolation,
     VersionConflict,
 )
 from fhir_server.store.factory import open_store
@@ -26,6 +27,7 @@ __all__ = [
     "StoreUnavailable",
     "StoredResource",
     "Tx",
+    "UniqueViolation",
     "VersionConflict",
     "open_store",
 ]

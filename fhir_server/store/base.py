@@ -26,6 +26,14 @@ class VersionConflict(StoreError):
     """The compare-and-set of a write failed: another writer got there first."""
 
 
+class UniqueViolation(StoreError):
+    """A claimed unique key (such as a health-card identifier) already belongs to another resource."""
+
+    def __init__(self, key: str, owner: str) -> None:
+        super().__init__(f"{key} already belongs to {owner}")
+        self.key, self.owner = key, owner
+
+
 class StoreUnavailable(StoreError):
     """The backend cannot be reached or is locked for too long (becomes 503)."""
 
@@ -57,6 +65,9 @@ class NewVersion:
     method: str
     body: bytes | None  # None records a deletion
     index: tuple[IndexEntry, ...] = ()  # search index entries of this version (none if deleted)
+    #: keys this resource holds exclusively while this version is current (the health-card
+    #: identifiers of an active Patient, as "system|value"); the store enforces the uniqueness
+    claims: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +135,8 @@ class Tx(Reader, Protocol):
     def put(self, new: NewVersion, expected_version: int) -> None:
         """Write ``new`` if the current version is ``expected_version`` (0: must not exist).
 
-        Raises :class:`VersionConflict` otherwise.
+        Raises :class:`VersionConflict` otherwise, and :class:`UniqueViolation` when one of
+        ``new.claims`` belongs to another resource. The resource's previous claims are released.
         """
 
 

@@ -55,6 +55,7 @@ from fhir_server.store.base import (
     SearchQuery,
     StoredResource,
     StoreUnavailable,
+    UniqueViolation,
     VersionConflict,
 )
 from fhir_server.store.mongo import compile as mc
@@ -77,6 +78,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("history", [("ts", 1), ("type", 1), ("id", 1), ("version", 1)], {}),
     ("history", [("type", 1), ("ts", 1), ("id", 1), ("version", 1)], {}),
     ("history", [("type", 1), ("id", 1), ("version", 1)], {"unique": True}),
+    ("claims", [("owner", 1)], {}),  # _id is the claimed key: unique by construction
 )
 
 
@@ -235,6 +237,7 @@ class _MongoTx(_Reads):
         self.session = session
         #: without a server transaction: how to undo each put (history _id, previous document)
         self.undo: list[tuple[str, str, Doc | None]] = []
+        self.claim_undo: list[tuple[str, list[str]]] = []
 
     def put(self, new: NewVersion, expected_version: int) -> None:
         key = f"{new.type}/{new.id}"
@@ -268,6 +271,22 @@ class _MongoTx(_Reads):
                 self._history.delete_one({"_id": {"$eq": hist["_id"]}})
             raise VersionConflict(f"{key} is no longer at version {expected_version}")
         self.undo.append((key, hist["_id"], previous))
+        self._claim(key, new.claims)
+
+    def _claim(self, owner: str, keys: tuple[str, ...]) -> None:
+        claims = self.db["claims"]
+        if self.session is None:  # remember what to give back if the block fails
+            held = [d["_id"] for d in claims.find({"owner": {"$eq": owner}})]
+            self.claim_undo.append((owner, held))
+        with _guard("write"):
+            claims.delete_many({"owner": {"$eq": owner}}, session=self.session)
+        for key in keys:
+            try:
+                with _guard("write"):
+                    claims.insert_one({"_id": key, "owner": owner}, session=self.session)
+            except DuplicateKeyError:
+                holder = claims.find_one({"_id": {"$eq": key}}, session=self.session)
+                raise UniqueViolation(key, holder["owner"] if holder else "another resource") from None
 
     def rollback(self) -> None:
         """Undo the puts of a block without a server transaction (standalone fallback)."""
@@ -278,6 +297,13 @@ class _MongoTx(_Reads):
             else:
                 self._resources.replace_one({"_id": {"$eq": key}}, previous)
         self.undo.clear()
+        claims = self.db["claims"]
+        for owner, held in reversed(self.claim_undo):
+            claims.delete_many({"owner": {"$eq": owner}})
+            for key in held:
+                with suppress(DuplicateKeyError):
+                    claims.insert_one({"_id": key, "owner": owner})
+        self.claim_undo.clear()
 
 
 class MongoStore(_Reads):

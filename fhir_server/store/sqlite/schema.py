@@ -5,7 +5,7 @@ there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``
 small clustered index from (type, id) to the current version's history row.
 """
 
-SCHEMA_VERSION = 3  # PRAGMA user_version
+SCHEMA_VERSION = 4  # PRAGMA user_version
 
 STATEMENTS = (
     # Every version ever written, the current one included (append-only); body NULL: a deletion.
@@ -31,6 +31,13 @@ STATEMENTS = (
         alive INTEGER NOT NULL,
         PRIMARY KEY (type, id)
     ) WITHOUT ROWID""",
+    # Unique keys held by current resources (the health-card identifiers of active Patients).
+    """CREATE TABLE IF NOT EXISTS claims (
+        key TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        id TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS claims_by_owner ON claims (type, id)",
     """CREATE TABLE IF NOT EXISTS server_meta (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL

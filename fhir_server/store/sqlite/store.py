@@ -27,6 +27,7 @@ from fhir_server.store.base import (
     SearchQuery,
     StoredResource,
     StoreUnavailable,
+    UniqueViolation,
     VersionConflict,
 )
 from fhir_server.store.sqlite import compile as sqlc
@@ -167,6 +168,19 @@ class _SqliteTx(_Reads):
         if cur.rowcount != 1:  # the history row goes with the rolled-back transaction
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
         index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
+        self._claim(new, replace=expected_version != 0)
+
+    def _claim(self, new: NewVersion, replace: bool) -> None:
+        if replace:
+            self.conn.execute("DELETE FROM claims WHERE type = ? AND id = ?", (new.type, new.id))
+        for key in new.claims:
+            try:
+                self.conn.execute("INSERT INTO claims (key, type, id) VALUES (?, ?, ?)",
+                                  (key, new.type, new.id))
+            except sqlite3.IntegrityError:
+                owner = self.conn.execute("SELECT type, id FROM claims WHERE key = ?",
+                                          (key,)).fetchone()
+                raise UniqueViolation(key, f"{owner[0]}/{owner[1]}") from None
 
 
 class SqliteStore(_Reads):
