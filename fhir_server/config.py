@@ -43,6 +43,7 @@ class Settings:
     conditional_delete_multiple: bool = False  # FHIR_CONDITIONAL_DELETE_MULTIPLE: delete all matches
     max_body_bytes: int = 16 * 1024 * 1024  # FHIR_MAX_BODY_BYTES
     max_json_depth: int = 64  # FHIR_MAX_JSON_DEPTH
+    max_bundle_entries: int = 10000  # FHIR_MAX_BUNDLE_ENTRIES: larger batches/transactions get 413
     default_count: int = 50  # FHIR_DEFAULT_COUNT
     max_count: int = 1000  # FHIR_MAX_COUNT
     sqlite_synchronous: str = "NORMAL"  # FHIR_SQLITE_SYNCHRONOUS: NORMAL survives kill -9; FULL power loss
@@ -62,6 +63,7 @@ class Settings:
                                               base.conditional_delete_multiple),
             max_body_bytes=_int(e.get("FHIR_MAX_BODY_BYTES"), base.max_body_bytes),
             max_json_depth=_int(e.get("FHIR_MAX_JSON_DEPTH"), base.max_json_depth),
+            max_bundle_entries=_int(e.get("FHIR_MAX_BUNDLE_ENTRIES"), base.max_bundle_entries),
             default_count=_int(e.get("FHIR_DEFAULT_COUNT"), base.default_count),
             max_count=_int(e.get("FHIR_MAX_COUNT"), base.max_count),
             sqlite_synchronous=(e.get("FHIR_SQLITE_SYNCHRONOUS") or base.sqlite_synchronous).upper(),

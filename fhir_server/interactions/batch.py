@@ -53,7 +53,6 @@ from fhir_server.interactions.resources import (
 from fhir_server.search import ir
 from fhir_server.store import SearchQuery, Store, StoredResource, Tx
 
-DEFAULT_MAX_ENTRIES = 10000
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _TEMPORARY = ("urn:uuid:", "urn:oid:")
 _JSON_PATCH = "application/json-patch+json"
@@ -544,7 +543,7 @@ def _check_bundle(svc: Services, bundle: Any) -> list[Any]:
         raise InvalidRequest(f"POST to the base needs a Bundle, not {found}",
                              expression="Bundle")
     raw_entries = bundle.get("entry", [])
-    limit = getattr(svc.settings, "max_bundle_entries", DEFAULT_MAX_ENTRIES)
+    limit = svc.settings.max_bundle_entries
     if isinstance(raw_entries, list) and len(raw_entries) > limit:
         raise PayloadTooLarge(f"The Bundle has {len(raw_entries)} entries; this server accepts at "
                               f"most {limit} per batch or transaction", expression="Bundle.entry")

@@ -118,10 +118,13 @@ def search(
         if more:  # the extra row lies beyond the page, in the direction of travel
             rows, keys = (rows[1:], keys[1:]) if backwards else (rows[:count], keys[:count])
 
+    # A count costs a second run of the query: done when asked for (_total=accurate|estimate,
+    # _summary=count), and free when the first page holds every match.
     total: int | None = None
-    wanted = result.total or ("accurate" if result.cursor is None else "none")
-    if wanted != "none" or result.summary == "count":
+    if result.total in ("accurate", "estimate") or result.summary == "count":
         total = svc.store.count(tuple(types), where)
+    elif result.total is None and result.cursor is None and not more and count:
+        total = len(rows)
 
     def link(token: dict[str, Any] | None) -> str:
         params = _applied(request)

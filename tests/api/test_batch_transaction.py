@@ -342,8 +342,7 @@ def test_batch_failing_entry_in_the_middle(client: FlaskClient) -> None:
 # -- the Bundle itself ---------------------------------------------------------------------------
 @pytest.fixture
 def small_client(settings: Settings, store: SqliteStore) -> FlaskClient:
-    limited = replace(settings)
-    object.__setattr__(limited, "max_bundle_entries", 3)
+    limited = replace(settings, max_bundle_entries=3)
     app: Flask = create_app(limited, store)
     return app.test_client()
 

@@ -123,8 +123,8 @@ def test_capability_statement_lists_what_is_routed(client: FlaskClient) -> None:
     codes = [i["code"] for i in patient["interaction"]]
     assert codes == ["read", "vread", "update", "patch", "delete", "history-instance",
                      "history-type", "create", "search-type"]
-    assert [i["code"] for i in cs["rest"][0]["interaction"]] == ["history-system",
-                                                                 "search-system"]
+    assert [i["code"] for i in cs["rest"][0]["interaction"]] == [
+        "batch", "history-system", "search-system", "transaction"]
     assert patient["updateCreate"] is False
     assert patient["conditionalCreate"] is True and patient["conditionalDelete"] == "single"
     names = {p["name"]: p["type"] for p in patient["searchParam"]}

@@ -237,12 +237,17 @@ def test_conditional_create_update_delete_patch(data: FlaskClient) -> None:
     existing = data.post("/fhir/Patient", json=body,
                          headers={**headers, "If-None-Exist": f"identifier={EHC}|{'A' * 64}"})
     assert existing.status_code == 200 and existing.get_json()["id"] == "p1"
-    new = data.post("/fhir/Patient", json=body,
+    new_card = {"resourceType": "Patient", "identifier": [{"system": EHC, "value": "C" * 64}]}
+    new = data.post("/fhir/Patient", json=new_card,
                     headers={**headers, "If-None-Exist": f"identifier={EHC}|{'C' * 64}"})
     assert new.status_code == 201
-    many = data.post("/fhir/Patient", json=body, headers={**headers, "If-None-Exist": "gender=female"})
+    # without criteria, the same card again is refused: one resident, one record
+    assert data.post("/fhir/Patient", json=new_card, headers=headers).status_code == 409
+    many = data.post("/fhir/Patient", json={"resourceType": "Patient"},
+                     headers={**headers, "If-None-Exist": "gender=female"})
     assert many.status_code == 412
-    unknown = data.post("/fhir/Patient", json=body, headers={**headers, "If-None-Exist": "colour=x"})
+    unknown = data.post("/fhir/Patient", json={"resourceType": "Patient"},
+                        headers={**headers, "If-None-Exist": "colour=x"})
     assert unknown.status_code == 400
 
     update = data.put(f"/fhir/Patient?identifier={'B' * 64}",

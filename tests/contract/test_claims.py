@@ -69,7 +69,7 @@ def test_concurrent_conditional_creates_make_one_patient(store_factory: StoreFac
                                                          tmp_path: Path) -> None:
     statuses: list[int] = []
     ids: list[str] = []
-    barrier = threading.Barrier(6)
+    barrier = threading.Barrier(6, timeout=30)
     lock = threading.Lock()
 
     def hospital() -> None:

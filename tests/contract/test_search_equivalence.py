@@ -107,6 +107,7 @@ def dataset(seed: int) -> list[dict[str, Any]]:
     patients = [f"p{n}" for n in range(20)]
     encounters = [f"e{n}" for n in range(14)]
     out: list[dict[str, Any]] = list(FIXED)
+    claimed: set[str] = set()
     for pid in patients:
         p: dict[str, Any] = {"resourceType": "Patient", "id": pid}
         if _maybe(rng, 0.8):
@@ -137,6 +138,14 @@ def dataset(seed: int) -> list[dict[str, Any]]:
             idents.append(ident)
         if idents:
             p["identifier"] = idents
+            # A health-card identifier belongs to one active Patient (the platform enforces it):
+            # a later Patient repeating one is an inactive duplicate, as after a merge.
+            cards = {f"{i['system']}|{i['value']}" for i in idents if i.get("system")}
+            if p.get("active") is not False:
+                if cards & claimed:
+                    p["active"] = False
+                else:
+                    claimed.update(cards)
         if _maybe(rng, 0.5):
             p["managingOrganization"] = {"reference": f"Organization/{rng.choice(ORGS)}"}
         if _maybe(rng, 0.4):

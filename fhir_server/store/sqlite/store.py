@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fhir_server.errors import InvalidRequest
 from fhir_server.search import ir
 from fhir_server.store.base import (
     HistoryQuery,
@@ -65,6 +66,9 @@ class _Reads:
         try:
             return self.conn.execute(sql, args).fetchall()
         except sqlite3.OperationalError as exc:
+            if "parser stack overflow" in str(exc) or "too many" in str(exc):
+                raise InvalidRequest("This search is nested too deeply or has too many terms for"
+                                     " the store; simplify the chains, _has or OR lists") from None
             if not _TRANSIENT.search(str(exc)):
                 raise  # a bug (bad SQL), not the database's state: a logged 500
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
@@ -101,21 +105,12 @@ class _Reads:
 
     def search(self, query: SearchQuery) -> SearchPage:
         sql = sqlc.Sql()
-        selects = []
         nkeys = len(query.sort)
-        for rtype in query.types:
-            keys = [sqlc.sort_expression(s.param, s.param_type, s.descending, rtype, "r", sql)
-                    for s in query.sort]
-            cond = sqlc.where(query.where, rtype, "r", sql)
-            key_cols = "".join(f", {k} AS k{n}" for n, k in enumerate(keys))
-            selects.append(f"SELECT h.type, h.id, h.version, h.ts, h.method, h.body{key_cols}"
-                           f" FROM resources r JOIN history h ON h.hid = r.hid"
-                           f" WHERE r.type = {sql.bind(rtype)} AND r.alive = 1 AND {cond}")
         names = [f"k{n}" for n in range(nkeys)] + ["type", "id"]
         descending = [s.descending for s in query.sort] + [False, False]
         if query.backwards:
             descending = [not d for d in descending]
-        outer = f"SELECT * FROM ({' UNION ALL '.join(selects)})"
+        keyset = ""
         if query.after is not None:
             if len(query.after) != len(names):
                 raise ValueError("cursor does not fit this query")
@@ -124,10 +119,31 @@ class _Reads:
                 equal = [f"{names[j]} = {sql.bind(query.after[j])}" for j in range(i)]
                 op = "<" if descending[i] else ">"
                 alternatives.append(" AND ".join([*equal, f"{name} {op} {sql.bind(query.after[i])}"]))
-            outer += " WHERE " + " OR ".join(f"({a})" for a in alternatives)
+            keyset = " OR ".join(f"({a})" for a in alternatives)
         order = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in zip(names, descending, strict=True))
-        outer += f" ORDER BY {order} LIMIT {sql.bind(query.limit)}"
-        rows = self._query(outer, sql.args)
+        selects = []
+        for rtype in query.types:
+            keys = [sqlc.sort_expression(s.param, s.param_type, s.descending, rtype, "r", sql)
+                    for s in query.sort]
+            cond = sqlc.where(query.where, rtype, "r", sql)
+            key_cols = "".join(f", {k} AS k{n}" for n, k in enumerate(keys))
+            # The page is chosen from the small resources rows (in their key order when sorting
+            # by id); only its rows' bodies are then read from history.
+            selects.append(f"SELECT r.type AS type, r.id AS id, r.hid AS hid{key_cols}"
+                           f" FROM resources r"
+                           f" WHERE r.type = {sql.bind(rtype)} AND r.alive = 1 AND {cond}")
+        if len(selects) == 1:  # no extra nesting: deep chains use much of SQLite's parser stack
+            page = selects[0] + (f" AND ({keyset})" if keyset else "")
+        else:
+            page = f"SELECT * FROM ({' UNION ALL '.join(selects)})"
+            page += f" WHERE {keyset}" if keyset else ""
+        page += f" ORDER BY {order} LIMIT {sql.bind(query.limit)}"
+        key_select = "".join(f", p.k{n}" for n in range(nkeys))
+        page_order = ", ".join(f"p.{n} {'DESC' if d else 'ASC'}"
+                               for n, d in zip(names, descending, strict=True))
+        text = (f"WITH p AS ({page}) SELECT h.type, h.id, h.version, h.ts, h.method, h.body"
+                f"{key_select} FROM p JOIN history h ON h.hid = p.hid ORDER BY {page_order}")
+        rows = self._query(text, sql.args)
         if query.backwards:
             rows.reverse()
         return SearchPage([_row(r[:6]) for r in rows],
@@ -201,15 +217,18 @@ class SqliteStore(_Reads):
         conn = self._connect()  # create the schema eagerly: a bad path fails at start-up
         try:
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")  # one process at a time creates or checks the schema
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
             if tables and version != SCHEMA_VERSION:
+                conn.execute("ROLLBACK")
                 raise StoreUnavailable(
                     f"{self.path} was written by an older ehc-fhir (schema {version}, this one"
                     f" needs {SCHEMA_VERSION}); move it aside and seed or load the data again")
             for statement in (*STATEMENTS, *index_tables.schema()):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot initialise SQLite database {self.path}: {exc}") from exc
         finally:
