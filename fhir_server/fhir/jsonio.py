@@ -8,6 +8,7 @@ hostile body cannot exhaust the parser's recursion). Serialisation uses orjson.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -38,26 +39,23 @@ _decoder = json.JSONDecoder(
 )
 
 
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {0x5B: 1, 0x7B: 1, 0x5D: -1, 0x7D: -1}
+
+
 def nesting_depth(data: bytes) -> int:
-    """Maximum bracket nesting of a JSON text, ignoring brackets inside strings."""
+    """Maximum bracket nesting of a JSON text, ignoring brackets inside strings.
+
+    Strings are cut out by a regular expression and every other byte dropped with
+    ``bytes.translate`` (both in C), so only the brackets are walked in Python.
+    """
+    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
     depth = best = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x7B, 0x5B):
-            depth += 1
-            if depth > best:
-                best = depth
-        elif byte in (0x7D, 0x5D):
-            depth -= 1
+    for byte in brackets:
+        depth += _STEP[byte]
+        if depth > best:
+            best = depth
     return best
 
 
