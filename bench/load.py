@@ -56,6 +56,26 @@ def free_port() -> int:
         return port
 
 
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout: float, where: str,
+                 stop: Any) -> None:
+    """Wait until the server on ``port`` answers ``/healthz``; stop it and raise if it does not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; {where}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop()
+    raise RuntimeError(f"server did not answer /healthz within {timeout} s")
+
+
 @dataclass
 class Server:
     kind: str  # "ours" or "bare"
@@ -90,21 +110,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=self.workdir,
                                      start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{cmd[0]} exited with {self.proc.returncode}; see {log.name}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not answer /healthz within {timeout} s")
+        wait_healthy(self.proc, self.port, timeout, f"see {log.name}", self.stop)
 
     def worker_pids(self) -> list[int]:
         assert self.proc is not None

@@ -172,8 +172,6 @@ class DbServer(load.Server):
     db: Path
 
     def start(self, timeout: float = 60) -> None:
-        import http.client
-
         env = src_env(FHIR_ACCESS_LOG="0")
         cmd = [*fhir_server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", str(self.workers), "--threads", str(self.threads),
@@ -182,21 +180,7 @@ class DbServer(load.Server):
         self.proc = subprocess.Popen(cmd, stdout=logf, stderr=logf, env=env, cwd=self.workdir,
                                      start_new_session=True)
         logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.workdir}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    conn.close()
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"server did not answer /healthz within {timeout} s")
+        load.wait_healthy(self.proc, self.port, timeout, f"see {self.workdir}", self.stop)
 
 
 def sequential(port: int, urls: list[str], n: int, max_seconds: float) -> dict[str, Any]:
