@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from fhir_server.config import Settings
+from fhir_server.store.base import StoreError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: Any = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except ValueError as exc:  # bad settings or URLs: a message, not a traceback
+    except (ValueError, StoreError) as exc:  # bad settings, URLs or stores: a message, no traceback
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 2
     return result

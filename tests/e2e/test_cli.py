@@ -68,3 +68,14 @@ def test_bad_store_url_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "unsupported store URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_of_an_older_schema_is_a_message(tmp_path: Path) -> None:
+    import sqlite3
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE resources (x)")
+    result = _seed(old)
+    assert result.returncode == 2
+    assert "older ehc-fhir" in result.stderr and "Traceback" not in result.stderr
