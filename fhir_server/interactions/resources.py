@@ -9,13 +9,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fhir_server.errors import Conflict, Gone, InvalidResource, NotFound, PreconditionFailed
+from fhir_server.errors import (
+    Conflict,
+    Gone,
+    InvalidResource,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
 from fhir_server.fhir import jsonio, structure
 from fhir_server.fhir.identifiers import DEFAULT_CANONICAL_BASE, identifier_systems
 from fhir_server.fhir.instants import now_us, to_instant
-from fhir_server.search import index
+from fhir_server.search import index, ir
 from fhir_server.store import (
     NewVersion,
+    SearchQuery,
     Store,
     StoredResource,
     Tx,
@@ -116,6 +124,39 @@ def card_claims(resource: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(keys))
 
 
+#: Where a resident may be referred to by card alone (DOMAIN.md: the record is keyed by the card).
+CARD_REFERENCES = {"Encounter": "subject", "Immunization": "patient", "ServiceRequest": "subject"}
+
+
+def resolve_card_references(tx: Tx, resource: dict[str, Any]) -> dict[str, Any]:
+    """A reference given only by a card ``identifier`` gets the literal ``Patient/id`` of the active
+    Patient holding that card (the identifier is kept); an unknown card is a 422."""
+    rtype = resource.get("resourceType", "")
+    element = CARD_REFERENCES.get(rtype)
+    if element is None:
+        return resource
+    ref = resource.get(element)
+    if not isinstance(ref, dict) or "reference" in ref or not isinstance(ref.get("identifier"), dict):
+        return resource
+    system, value = ref["identifier"].get("system"), ref["identifier"].get("value")
+    where = f"{rtype}.{element}.identifier"
+    if not (system and value and _card_systems.is_patient_card_system(system)):
+        raise Unprocessable(
+            f"{rtype}.{element} refers to a resident by an identifier that is not a health-card"
+            f" identifier ({system}); give a literal reference or a card identifier",
+            expression=where)
+    token = ir.Entry("identifier", "token", ir.And((ir.Cmp("system", "eq", system),
+                                                   ir.Cmp("code", "eq", value))))
+    active = ir.Not(ir.Entry("active", "token", ir.Cmp("code", "eq", "false")))
+    rows = tx.search(SearchQuery(("Patient",), ir.And((token, active)), limit=2)).rows
+    if len(rows) != 1:
+        raise Unprocessable(
+            f"No active Patient holds the card {system}|{value}" if not rows
+            else f"More than one active Patient holds the card {system}|{value}",
+            expression=where)
+    return {**resource, element: {"reference": f"Patient/{rows[0].id}", **ref}}
+
+
 def put(
     tx: Tx,
     rtype: str,
@@ -132,7 +173,7 @@ def put(
     if resource is None:
         new = NewVersion(rtype, rid, version, ts, method, None)
     else:
-        stamped = stamp(resource, rid, version, ts)
+        stamped = stamp(resolve_card_references(tx, resource), rid, version, ts)
         new = NewVersion(rtype, rid, version, ts, method, jsonio.dumps(stamped),
                          tuple(index.extract(stamped)), card_claims(stamped))
     tx.put(new, current.version if current else 0)
