@@ -405,7 +405,8 @@ def is_valid_uscc(value: str) -> bool:
 # Other formats
 
 EHC_ID_RE = re.compile(r"^[0-9A-F]{64}$")
-FIXMEDINS_CODE_RE = re.compile(r"^[A-Z]\d{11}$")
+#: NHSA fixmedins_code (定点医药机构编号), e.g. H51202100005
+DESIGNATED_INSTITUTION_CODE_RE = re.compile(r"^[A-Z]\d{11}$")
 BIRTH_CERT_NO_RE = re.compile(r"^[A-Z]\d{9}$")
 HEALTH_RECORD_NO_RE = re.compile(r"^\d{17}$")
 
@@ -416,7 +417,7 @@ def is_valid_ehc_id(value: str) -> bool:
 
 
 def is_valid_fixmedins_code(value: str) -> bool:
-    return FIXMEDINS_CODE_RE.match(value) is not None
+    return DESIGNATED_INSTITUTION_CODE_RE.match(value) is not None
 
 
 def is_valid_birth_cert_no(value: str) -> bool:
