@@ -49,6 +49,14 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"  # FHIR_SQLITE_SYNCHRONOUS: NORMAL survives kill -9; FULL power loss
     sqlite_busy_timeout_ms: int = 15000  # FHIR_SQLITE_BUSY_TIMEOUT_MS
     access_log: bool = True  # FHIR_ACCESS_LOG: one JSON line per request
+    auth: bool = True  # FHIR_AUTH=off: no OAuth at all (local development only; a warning at start)
+    token_lifetime_s: int = 300  # FHIR_TOKEN_LIFETIME: access-token lifetime in seconds (at most 300)
+    jwks_allow_private: bool = False  # FHIR_JWKS_ALLOW_PRIVATE: fetch JWKS from private/loopback hosts
+    #: FHIR_ENFORCE_PROFILES: "off", or a comma-separated list of profile canonical URLs (or short
+    #: names such as rhip-patient) every resource of their type must conform to; None: the defaults
+    enforce_profiles: str | None = None
+    #: FHIR_CONFORMANCE_DIR: the directory holding profiles/ and terminology/ (default: the source tree)
+    conformance_dir: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -71,5 +79,10 @@ class Settings:
                 e.get("FHIR_SQLITE_BUSY_TIMEOUT_MS"), base.sqlite_busy_timeout_ms
             ),
             access_log=_bool(e.get("FHIR_ACCESS_LOG"), base.access_log),
+            auth=_bool(e.get("FHIR_AUTH"), base.auth),
+            token_lifetime_s=min(300, _int(e.get("FHIR_TOKEN_LIFETIME"), base.token_lifetime_s)),
+            jwks_allow_private=_bool(e.get("FHIR_JWKS_ALLOW_PRIVATE"), base.jwks_allow_private),
+            enforce_profiles=e.get("FHIR_ENFORCE_PROFILES") or None,
+            conformance_dir=e.get("FHIR_CONFORMANCE_DIR") or None,
         )
         return replace(settings, **overrides) if overrides else settings
