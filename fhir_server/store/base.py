@@ -155,6 +155,24 @@ class Store(Reader, Protocol):
     def secret(self, name: str, length: int = 32) -> bytes:
         """A random secret shared by every process using this store, created on first use."""
 
+    # -- registry: small key-value state shared by all processes (OAuth clients, tokens, jti) --
+    def registry_get(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The value under (kind, key), or None if absent or expired."""
+
+    def registry_put(self, kind: str, key: str, value: dict[str, Any],
+                     expires: int | None = None) -> None:
+        """Insert or replace; ``expires``: unix seconds after which the entry is gone."""
+
+    def registry_add(self, kind: str, key: str, value: dict[str, Any],
+                     expires: int | None = None) -> bool:
+        """Insert only if absent (or expired), atomically across processes; False if present."""
+
+    def registry_delete(self, kind: str, key: str) -> bool:
+        """Remove the entry; True if there was one."""
+
+    def registry_list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """The unexpired entries of ``kind`` as (key, value), by key."""
+
     def close(self) -> None: ...
 
 

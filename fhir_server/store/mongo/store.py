@@ -60,6 +60,8 @@ from fhir_server.store.base import (
 )
 from fhir_server.store.mongo import compile as mc
 from fhir_server.store.mongo.documents import entry_doc, sort_keys
+from fhir_server.store.mongo.registry import INDEXES as REGISTRY_INDEXES
+from fhir_server.store.mongo.registry import MongoRegistry
 
 Doc = dict[str, Any]
 DEFAULT_DATABASE = "ehc_fhir"
@@ -79,6 +81,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("history", [("type", 1), ("ts", 1), ("id", 1), ("version", 1)], {}),
     ("history", [("type", 1), ("id", 1), ("version", 1)], {"unique": True}),
     ("claims", [("owner", 1)], {}),  # _id is the claimed key: unique by construction
+    *REGISTRY_INDEXES,  # OAuth clients, hashed tokens, assertion jti (TTL on expiry)
 )
 
 
@@ -306,7 +309,7 @@ class _MongoTx(_Reads):
         self.claim_undo.clear()
 
 
-class MongoStore(_Reads):
+class MongoStore(MongoRegistry, _Reads):
     name = "mongodb"
 
     def __init__(self, url: str, *, database: str | None = None,

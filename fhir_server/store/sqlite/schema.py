@@ -42,4 +42,14 @@ STATEMENTS = (
         key TEXT PRIMARY KEY,
         value BLOB NOT NULL
     ) WITHOUT ROWID""",
+    # Small shared state (OAuth clients, hashed tokens, assertion jti): see sqlite/registry.py.
+    # Created if missing, so databases of this schema version written before it still open.
+    """CREATE TABLE IF NOT EXISTS registry (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        expires INTEGER,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS registry_by_expiry ON registry (expires) WHERE expires IS NOT NULL",
 )

@@ -33,6 +33,7 @@ from fhir_server.store.base import (
 )
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite import index_tables
+from fhir_server.store.sqlite.registry import SqliteRegistry
 from fhir_server.store.sqlite.schema import SCHEMA_VERSION, STATEMENTS
 
 _COLUMNS = "type, id, version, ts, method, body"
@@ -199,7 +200,7 @@ class _SqliteTx(_Reads):
                 raise UniqueViolation(key, f"{owner[0]}/{owner[1]}") from None
 
 
-class SqliteStore(_Reads):
+class SqliteStore(SqliteRegistry, _Reads):
     name = "sqlite"
     capabilities: frozenset[str] = frozenset({"transactions"})
 

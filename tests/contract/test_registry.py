@@ -1,0 +1,102 @@
+"""The store registry (shared key-value state for OAuth) on every store."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_server.store import Store
+from fhir_server.store.sqlite import SqliteStore
+from tests.contract.conftest import NamedFactory
+
+
+def test_put_get_list_delete(store: Store) -> None:
+    assert store.registry_get("client", "a") is None
+    store.registry_put("client", "b", {"role": "insurer", "n": 2, "nested": {"$where": "x.y"}})
+    store.registry_put("client", "a", {"role": "hospital"})
+    store.registry_put("token", "a", {"other": "kind"})
+    assert store.registry_get("client", "a") == {"role": "hospital"}
+    assert store.registry_get("client", "b") == {"role": "insurer", "n": 2, "nested": {"$where": "x.y"}}
+    assert store.registry_list("client") == [("a", {"role": "hospital"}),
+                                             ("b", {"role": "insurer", "n": 2,
+                                                    "nested": {"$where": "x.y"}})]
+    store.registry_put("client", "a", {"role": "mch"})  # upsert
+    assert store.registry_get("client", "a") == {"role": "mch"}
+    assert store.registry_delete("client", "a") is True
+    assert store.registry_delete("client", "a") is False
+    assert store.registry_get("client", "a") is None
+    assert store.registry_get("token", "a") == {"other": "kind"}
+    assert [k for k, _ in store.registry_list("client")] == ["b"]
+    assert store.registry_list("nothing") == []
+
+
+def test_keys_are_literal(store: Store) -> None:
+    store.registry_put("k", "a.b", {"v": 1})
+    store.registry_put("k", "$gt", {"v": 2})
+    assert store.registry_get("k", "a.b") == {"v": 1}
+    assert store.registry_get("k", "$gt") == {"v": 2}
+    assert store.registry_get("k", "%") is None
+    assert store.registry_get("k", "a_b") is None
+
+
+def test_add_inserts_only_if_absent(store: Store) -> None:
+    assert store.registry_add("jti", "c1 abc", {"n": 1}, expires=int(time.time()) + 60) is True
+    assert store.registry_add("jti", "c1 abc", {"n": 2}, expires=int(time.time()) + 60) is False
+    assert store.registry_get("jti", "c1 abc") == {"n": 1}
+    assert store.registry_add("jti", "c2 abc", {"n": 3}) is True
+    assert store.registry_add("jti", "c2 abc", {"n": 4}) is False
+
+
+def test_expired_entries_are_invisible_and_can_be_added_again(store: Store) -> None:
+    past = int(time.time()) - 1
+    store.registry_put("token", "old", {"v": 1}, expires=past)
+    store.registry_put("token", "new", {"v": 2}, expires=int(time.time()) + 300)
+    store.registry_put("token", "forever", {"v": 3})
+    assert store.registry_get("token", "old") is None
+    assert [k for k, _ in store.registry_list("token")] == ["forever", "new"]
+    assert store.registry_delete("token", "old") is False
+    assert store.registry_add("token", "old", {"v": 4}, expires=int(time.time()) + 60) is True
+    assert store.registry_get("token", "old") == {"v": 4}
+
+
+def test_another_handle_sees_the_same_registry(store_factory: NamedFactory) -> None:
+    first, second = store_factory(), store_factory()
+    try:
+        first.registry_put("client", "x", {"status": "active"})
+        assert second.registry_get("client", "x") == {"status": "active"}
+        assert second.registry_add("jti", "x 1", {}, expires=int(time.time()) + 60) is True
+        assert first.registry_add("jti", "x 1", {}, expires=int(time.time()) + 60) is False
+    finally:
+        first.close()
+        second.close()
+
+
+def _race(path: str, key: str, barrier: Any, results: Any) -> None:
+    store = SqliteStore(Path(path))
+    store.registry_get("jti", key)  # connection open, schema read: only the add is left
+    barrier.wait(timeout=60)  # both processes add at the same moment
+    results.put(store.registry_add("jti", key, {"pid": 1}, expires=int(time.time()) + 60))
+    store.close()
+
+
+@pytest.mark.parametrize("attempt", range(5))
+def test_racing_processes_one_wins(tmp_path: Path, attempt: int) -> None:
+    """The jti replay defence: two processes add the same key at once; exactly one succeeds."""
+    path = tmp_path / "race.db"
+    SqliteStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_race, args=(str(path), f"client jti-{attempt}", barrier, results))
+             for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    outcomes = sorted(results.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    assert outcomes == [False, True]
