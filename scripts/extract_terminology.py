@@ -88,6 +88,54 @@ def _value_set(vs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+THO = "http://terminology.hl7.org/CodeSystem/"
+
+
+def _tho_cs(name: str, title: str, rows: list[tuple[str, str]], vs: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"resourceType": "CodeSystem", "id": name, "url": THO + name,
+                           "name": name.replace("-", ""), "title": title, "status": "active",
+                           "content": "complete"}
+    if vs:
+        out["valueSet"] = vs
+    out["concept"] = [{"code": c, "display": d} for c, d in rows]
+    return out
+
+
+#: HL7 terminology (THO) tables that valuesets.json does not carry (they are in the separate v2/v3
+#: packages) but that the platform's data and bindings use. Written out by hand from HL7 v3/v2
+#: (R4-era content); small and stable.
+SUPPLEMENT: list[dict[str, Any]] = [
+    _tho_cs("v3-MaritalStatus", "MaritalStatus", [
+        ("A", "Annulled"), ("D", "Divorced"), ("I", "Interlocutory"), ("L", "Legally Separated"),
+        ("M", "Married"), ("P", "Polygamous"), ("S", "Never Married"), ("T", "Domestic partner"),
+        ("U", "unmarried"), ("W", "Widowed")]),
+    _tho_cs("v2-0131", "Contact Role", [
+        ("BP", "Billing contact person"), ("C", "Emergency Contact"), ("CP", "Contact person"),
+        ("E", "Employer"), ("EP", "Emergency contact person"), ("F", "Federal Agency"),
+        ("I", "Insurance Company"), ("N", "Next-of-Kin"), ("O", "Other"),
+        ("PR", "Person preparing referral"), ("S", "State Agency"), ("U", "Unknown")]),
+    _tho_cs("v3-NullFlavor", "NullFlavor", [
+        ("NI", "NoInformation"), ("INV", "invalid"), ("DER", "derived"), ("OTH", "other"),
+        ("NINF", "negative infinity"), ("PINF", "positive infinity"), ("UNC", "un-encoded"),
+        ("MSK", "masked"), ("NA", "not applicable"), ("UNK", "unknown"),
+        ("ASKU", "asked but unknown"), ("NAV", "temporarily unavailable"), ("NASK", "not asked"),
+        ("NAVU", "Not available"), ("QS", "quantity sufficient"), ("TRC", "trace"),
+        ("NP", "not present")]),
+    _tho_cs("v3-Confidentiality", "Confidentiality", [
+        ("U", "unrestricted"), ("L", "low"), ("M", "moderate"), ("N", "normal"), ("R", "restricted"),
+        ("V", "very restricted")],
+        "http://terminology.hl7.org/ValueSet/v3-ConfidentialityClassification"),
+    {"resourceType": "ValueSet", "id": "v3-ActEncounterCode",
+     "url": "http://terminology.hl7.org/ValueSet/v3-ActEncounterCode", "name": "ActEncounterCode",
+     "status": "active", "compose": {"include": [{"system": THO + "v3-ActCode", "concept": [
+         {"code": c, "display": d} for c, d in (
+             ("AMB", "ambulatory"), ("EMER", "emergency"), ("FLD", "field"), ("HH", "home health"),
+             ("IMP", "inpatient encounter"), ("ACUTE", "inpatient acute"),
+             ("NONAC", "inpatient non-acute"), ("OBSENC", "observation encounter"),
+             ("PRENC", "pre-admission"), ("SS", "short stay"), ("VR", "virtual"))]}]}},
+]
+
+
 def extract(source: Path) -> dict[str, Any]:
     bundle = json.loads(source.read_text(encoding="utf-8"))
     resources = [e["resource"] for e in bundle["entry"]]
@@ -99,6 +147,8 @@ def extract(source: Path) -> dict[str, Any]:
             out.append(_code_system(r, keep))
         elif r["resourceType"] == "ValueSet":
             out.append(_value_set(r))
+    known = {r["url"] for r in out}
+    out.extend(r for r in SUPPLEMENT if r["url"] not in known)
     return {"source": "hl7.fhir.r4.core 4.0.1 valuesets.json", "resources": out}
 
 
