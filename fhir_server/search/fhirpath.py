@@ -386,9 +386,27 @@ def _fhirpathpy(expression: str) -> Callable[[Any, Any], Nodes]:
     return fn
 
 
+#: ``X.exists() and X != false`` (Patient-deceased: "deceased, by a flag or a date"). FHIRPath: empty
+#: ``X`` gives ``false``; otherwise ``X != false`` is true unless ``X`` is exactly one ``false`` (a
+#: date, or several values, are not equal to ``false``). One boolean either way.
+_EXISTS_NOT_FALSE = re.compile(r"(?P<path>[A-Za-z][\w.]*)\.exists\(\) and (?P=path) != false")
+
+
+def _exists_not_false(path: CompiledPath) -> Step:
+    def flag(nodes: Nodes) -> Nodes:
+        values = [v for node in nodes for v in path(node)]
+        return [bool(values) and not (len(values) == 1 and values[0] is False)]
+    return flag
+
+
 @cache
 def compile_path(expression: str, context_type: str | None = None) -> CompiledPath:
     """Compile ``expression`` once (cached); relative paths need ``context_type``."""
+    special = _EXISTS_NOT_FALSE.fullmatch(expression.strip())
+    if special:
+        inner = compile_path(special["path"], context_type)
+        if inner.native:
+            return CompiledPath(expression, [_Branch(_exists_not_false(inner), "boolean")], None)
     try:
         parser = _Parser(expression, context_type)
         branches = parser.parse()

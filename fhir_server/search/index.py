@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from itertools import product
 from typing import Any, ClassVar
 
@@ -129,8 +129,11 @@ Converter = Callable[[str, Any, "str | None"], Iterator[IndexEntry]]
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=65536)
 def normalise(text: str) -> str:
     """Search form of a string: accents removed (NFKD), case-folded, whitespace collapsed."""
+    if text.isascii():  # NFKD changes no ASCII text, and ASCII case-folding is lower()
+        return _SPACE.sub(" ", text.lower()).strip()
     decomposed = unicodedata.normalize("NFKD", text)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _SPACE.sub(" ", stripped.casefold()).strip()

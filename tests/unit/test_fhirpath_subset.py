@@ -68,11 +68,22 @@ def test_typed_values_and_relative_paths() -> None:
 
 
 def test_fallback_is_recorded() -> None:
-    compiled = compile_path("Patient.deceased.exists() and Patient.deceased != false")
+    compiled = compile_path("Patient.name.count() > 1")
     assert not compiled.native
-    assert "Patient.deceased.exists() and Patient.deceased != false" in fallbacks()
-    assert compiled({"resourceType": "Patient", "deceasedBoolean": True}) == [True]
-    assert compiled({"resourceType": "Patient", "deceasedBoolean": False}) == [False]
+    assert "Patient.name.count() > 1" in fallbacks()
+    assert compiled({"resourceType": "Patient", "name": [{"text": "a"}, {"text": "b"}]}) == [True]
+
+
+@pytest.mark.parametrize("resource", [
+    {}, {"deceasedBoolean": True}, {"deceasedBoolean": False}, {"deceasedDateTime": "2020-01-02"},
+])
+def test_deceased_flag_is_native_and_agrees_with_fhirpathpy(resource: dict[str, Any]) -> None:
+    expression = "Patient.deceased.exists() and Patient.deceased != false"
+    compiled = compile_path(expression)
+    assert compiled.native and compiled.types == ("boolean",)
+    patient = {"resourceType": "Patient", **resource}
+    assert compiled(patient) == _reference(expression, patient)
+    assert compiled(patient) == [bool(resource) and resource != {"deceasedBoolean": False}]
 
 
 def test_reference_type() -> None:

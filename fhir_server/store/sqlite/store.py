@@ -33,6 +33,7 @@ from fhir_server.store.base import (
 )
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite import index_tables
+from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
 from fhir_server.store.sqlite.registry import SqliteRegistry
 from fhir_server.store.sqlite.schema import SCHEMA_VERSION, STATEMENTS
 
@@ -214,6 +215,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._pid = os.getpid()
+        self._checkpointer = Checkpointer(self.path, busy_timeout_ms)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()  # create the schema eagerly: a bad path fails at start-up
         try:
@@ -252,6 +254,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache per connection
         conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")  # see checkpoint.py
         return conn
 
     @property
@@ -282,6 +285,7 @@ class SqliteStore(SqliteRegistry, _Reads):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"commit failed: {exc}") from exc
+        self._checkpointer.wrote()
 
     def ping(self) -> None:
         try:
@@ -303,6 +307,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         return bytes(row[0])
 
     def close(self) -> None:
+        self._checkpointer.stop()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
