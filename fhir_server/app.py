@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from fhir_server.api import bundle_views, errors, fhir_views, observability, operation_views
+from fhir_server.api import (
+    auth_views,
+    bundle_views,
+    errors,
+    fhir_views,
+    observability,
+    operation_views,
+    terminology_views,
+)
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
 from fhir_server.interactions.context import Services
 from fhir_server.store import Store, open_store
 
 #: The modules whose views add routes to the ``fhir`` blueprint (imported for that).
-VIEW_MODULES = (fhir_views, bundle_views, operation_views)
+VIEW_MODULES = (fhir_views, bundle_views, operation_views, terminology_views)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:
@@ -25,4 +33,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     errors.register(app)
     app.register_blueprint(observability.health)
     app.register_blueprint(fhir_views.fhir)
+    app.register_blueprint(auth_views.auth)  # OAuth endpoints, SMART discovery
     return app

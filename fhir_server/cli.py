@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from fhir_server.config import Settings
-from fhir_server.store.base import StoreError
+from fhir_server.store.base import Store, StoreError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -29,10 +29,31 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _install_conformance(settings: Settings, store: Store | None = None) -> None:
+    """Write terminology/ and profiles/ into the store (unchanged ones are skipped)."""
+    from fhir_server.conformance import install_conformance
+    from fhir_server.errors import FhirError
+    from fhir_server.interactions.context import Services
+    from fhir_server.store import open_store
+
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        written = install_conformance(Services(settings, store))
+    except FhirError as exc:
+        raise ValueError(f"conformance resources: {exc.message}") from exc
+    finally:
+        if own:
+            store.close()
+    if written:
+        print(f"Installed {written} conformance resources", file=sys.stderr)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from fhir_server.server import serve
 
     settings = _settings(args)
+    _install_conformance(settings)  # once, before gunicorn forks the workers
     serve(settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads,
           worker_class=args.worker_class)
     return 0
@@ -48,6 +69,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_store(settings)
     try:
+        _install_conformance(settings, store)
         if args.if_empty and store.history(HistoryQuery(type="Patient", limit=1)):
             print("The store already holds patients; not seeding (--if-empty).", file=sys.stderr)
             return 0

@@ -7,6 +7,7 @@ from functools import cached_property
 
 from fhir_server.config import Settings
 from fhir_server.store import Store
+from fhir_server.terminology import Terminology, terminology
 
 
 @dataclass
@@ -22,3 +23,8 @@ class Services:
     @cached_property
     def cursor_key(self) -> bytes:
         return self.store.secret("cursor")
+
+    @cached_property
+    def terminology(self) -> Terminology:
+        """The terminology service of the conformance directory (loaded once per process)."""
+        return terminology(self.settings.conformance_dir)

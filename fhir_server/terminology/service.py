@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from fhir_server.errors import FhirError, NotFound
+from fhir_server.errors import FhirError, InvalidRequest, NotFound
 from fhir_server.terminology import loader
-from fhir_server.terminology.codesystem import CodeSystemIndex
+from fhir_server.terminology.codesystem import CodeSystemIndex, Concept
 from fhir_server.terminology.conceptmap import ConceptMaps, Translation
 from fhir_server.terminology.expansion import Expansion, Item, NotExpandable, expand
 
@@ -56,6 +56,22 @@ def _display_ok(item: Item, display: str) -> bool:
     wanted = display.strip().casefold()
     return any(t.strip().casefold() == wanted for t in (item.display, *(d.value for d in item.designations))
                if t)
+
+
+def describe(cs: CodeSystemIndex, concept: Concept) -> dict[str, Any]:
+    """What ``$lookup`` returns about a concept, as plain JSON-ready values."""
+    props: list[dict[str, Any]] = []
+    for pcode, values in concept.properties.items():
+        props.extend({"code": pcode, key: value} for key, value in values)
+    props.extend({"code": "parent", "valueCode": p} for p in concept.parents
+                 if p not in concept.property_strings("parent"))
+    props.extend({"code": "child", "valueCode": c} for c in concept.children
+                 if c not in concept.property_strings("child"))
+    if "inactive" not in concept.properties:
+        props.append({"code": "inactive", "valueBoolean": concept.inactive})
+    return {"name": cs.name or cs.url, "version": cs.version, "code": concept.code,
+            "display": concept.display, "definition": concept.definition,
+            "designation": [d.to_json() for d in concept.designations], "property": props}
 
 
 class Terminology:
@@ -227,25 +243,14 @@ class Terminology:
         return out
 
     def lookup(self, system: str, code: str, version: str | None = None) -> dict[str, Any] | None:
-        """``name``, ``version``, ``display``, ``designation`` (R4 JSON), ``property`` (code,
-        value[x] pairs incl. ``parent``/``child``, ``inactive``); None for an unknown system or
-        code."""
+        """``name``, ``version``, ``code``, ``display``, ``definition``, ``designation`` (R4 JSON),
+        ``property`` (R4 ``{code, value[x]}`` incl. ``parent``/``child``, ``inactive``); None for an
+        unknown system or code."""
         cs = self.code_system(system, version)
         concept = cs.get(code) if cs is not None else None
         if cs is None or concept is None:
             return None
-        props: list[dict[str, Any]] = []
-        for pcode, values in concept.properties.items():
-            props.extend({"code": pcode, key: value} for key, value in values)
-        props.extend({"code": "parent", "valueCode": p} for p in concept.parents
-                     if p not in concept.property_strings("parent"))
-        props.extend({"code": "child", "valueCode": c} for c in concept.children
-                     if c not in concept.property_strings("child"))
-        if "inactive" not in concept.properties:
-            props.append({"code": "inactive", "valueBoolean": concept.inactive})
-        return {"name": cs.name or cs.url, "version": cs.version, "code": concept.code,
-                "display": concept.display, "definition": concept.definition,
-                "designation": [d.to_json() for d in concept.designations], "property": props}
+        return describe(cs, concept)
 
     def subsumes(self, system: str, a: str, b: str) -> str:
         """``equivalent``, ``subsumes`` (a is above b), ``subsumed-by`` or ``not-subsumed``."""
@@ -254,7 +259,7 @@ class Terminology:
             raise NotFound(f"CodeSystem {system} is not known to this server", expression="system")
         for name, code in (("codeA", a), ("codeB", b)):
             if cs.get(code) is None:
-                raise NotFound(f"{code!r} is not a code of {system}", expression=name)
+                raise InvalidRequest(f"{code!r} is not a code of {system}", expression=name)
         concept_a, concept_b = cs.get(a), cs.get(b)
         assert concept_a is not None and concept_b is not None
         return cs.subsumes(concept_a.code, concept_b.code)
