@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from fhir_server.api import (
+    auth_views,
     bundle_views,
     errors,
     fhir_views,
@@ -32,4 +33,5 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     errors.register(app)
     app.register_blueprint(observability.health)
     app.register_blueprint(fhir_views.fhir)
+    app.register_blueprint(auth_views.auth)  # OAuth endpoints, SMART discovery
     return app

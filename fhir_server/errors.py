@@ -84,6 +84,16 @@ class Unprocessable(FhirError):
     status, code = 422, "processing"
 
 
+class Unauthorized(FhirError):
+    """No bearer token, or an invalid, expired or revoked one (401, RFC 6750 challenge)."""
+
+    status, code = 401, "login"
+    CHALLENGE = 'Bearer error="invalid_token"'
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": self.CHALLENGE, **(headers or {})})
+
+
 class NotFound(FhirError):
     status, code = 404, "not-found"
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.auth.discovery import capability_security
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
 from fhir_server.search.compartments import compartments
@@ -62,6 +63,8 @@ def capability_statement(
     rest: dict[str, Any] = {"mode": "server", "resource": resources}
     if system_codes:
         rest["interaction"] = [{"code": c} for c in system_codes]
+    if settings.auth:  # SMART Backend Services (fhir_server/auth)
+        rest["security"] = capability_security(base)
     if any(level == "compartment" for _, level in pairs):
         rest["compartment"] = [f"http://hl7.org/fhir/CompartmentDefinition/{c.lower()}"
                                for c in sorted(compartments())]
