@@ -36,6 +36,7 @@ from fhir_server.search import ir
 from fhir_server.search.index import NOT_INDEXED
 from fhir_server.search.params import Registry, SearchParam
 from fhir_server.search.params import registry as default_registry
+from fhir_server.search.single_valued import MERGEABLE, merge, single_valued
 from fhir_server.search.syntax import (
     ChainLink,
     HasLink,
@@ -51,6 +52,7 @@ from fhir_server.search.syntax import (
 )
 from fhir_server.search.types import (
     Context,
+    Terminology,
     UnknownParameter,
     composite,
     date,
@@ -223,12 +225,14 @@ def _result(pairs: Sequence[tuple[str, str]], types: Sequence[str], strict: bool
 
 def build_search(types: Sequence[str], pairs: Iterable[tuple[str, str]], *, strict: bool = True,
                  base_url: str | None = None, now: int | None = None,
-                 registry: Registry | None = None) -> SearchRequest:
+                 registry: Registry | None = None,
+                 terminology: Terminology | None = None) -> SearchRequest:
     """The decoded query ``pairs`` of a search on ``types`` -> a :class:`SearchRequest`.
 
     ``strict``: ``Prefer: handling=strict`` (the default) rather than lenient; ``now``: UTC
     microseconds (for ``ap``; the current time when None); ``base_url``: this server's base, so an
-    absolute reference to it is matched as a local one.
+    absolute reference to it is matched as a local one; ``terminology``: the code sets behind the
+    token modifiers ``:in``, ``:not-in``, ``:above``, ``:below`` (without it they are a 400).
     """
     reg = registry or default_registry()
     types = tuple(types)
@@ -252,7 +256,7 @@ def build_search(types: Sequence[str], pairs: Iterable[tuple[str, str]], *, stri
             ignored.append(key)
             continue
         raw = parse_parameter(key, value)
-        ctx = Context(key, reg, now_us, base_url)
+        ctx = Context(key, reg, now_us, base_url, terminology)
         try:
             per_type = [build_parameter(rtype, raw, ctx) for rtype in types]
         except UnknownParameter:
@@ -269,5 +273,10 @@ def build_search(types: Sequence[str], pairs: Iterable[tuple[str, str]], *, stri
     applied_search = list(applied)
     applied.clear()
     result = _result(result_pairs, types, strict, reg, applied, ignored)
+    if len(types) == 1 and len(conditions) > 1:
+        params = reg.for_type(types[0])
+        is_single = {n.param: single_valued(params[n.param].expression) for n in conditions
+                     if isinstance(n, ir.Entry) and n.type in MERGEABLE and n.param in params}
+        conditions = merge(conditions, is_single)
     where = ir.all_of(conditions) if conditions else ir.And()
     return SearchRequest(types, where, result, tuple(applied_search + applied), tuple(ignored))

@@ -7,6 +7,7 @@ import pytest
 from fhir_server.errors import InvalidRequest
 from fhir_server.search import ir
 from fhir_server.search.query import SearchRequest, UnknownParameter, build_search
+from fhir_server.search.single_valued import single_valued
 from fhir_server.search.syntax import Include, SortKey
 from fhir_server.search.types.uri import prefixes
 
@@ -51,10 +52,15 @@ GOLDEN = [
      "(entry birthdate (and (ge low 2020-01-01T00:00:00Z) (le high 2021-01-01T00:00:00Z)))"),
     ("Patient", "birthdate=lt2020-03",
      "(entry birthdate (lt low 2020-03-01T00:00:00Z))"),
+    # birthDate is single-valued: the two conditions become one index entry (see single_valued.py)
     ("Patient", "birthdate=ge2020-01-01&birthdate=le2020-12-31",
-     "(and (entry birthdate (or (gt high 2020-01-02T00:00:00Z) (and (ge low 2020-01-01T00:00:00Z)"
-     " (le high 2020-01-02T00:00:00Z)))) (entry birthdate (or (lt low 2020-12-31T00:00:00Z)"
+     "(entry birthdate (and (or (gt high 2020-01-02T00:00:00Z) (and (ge low 2020-01-01T00:00:00Z)"
+     " (le high 2020-01-02T00:00:00Z))) (or (lt low 2020-12-31T00:00:00Z)"
      " (and (ge low 2020-12-31T00:00:00Z) (le high 2021-01-01T00:00:00Z)))))"),
+    # Observation.component.value is not: each condition may be met by a different component
+    ("Observation", "component-value-quantity=gt5&component-value-quantity=lt10",
+     "(and (entry component-value-quantity (gt value 5)) (entry component-value-quantity"
+     " (lt value 10)))"),
     ("Patient", "_lastUpdated=gt2021-01-01T10:00:00Z",
      "(entry _lastUpdated (gt high 2021-01-01T10:00:01Z))"),
     ("Patient", "birthdate=sa2020", "(entry birthdate (ge low 2021-01-01T00:00:00Z))"),
@@ -326,3 +332,13 @@ def test_uri_prefixes() -> None:
     assert prefixes("urn:oid:1.2.3") == ("urn:oid:1.2.3",)
     assert prefixes("http://a.org/") == ("http://a.org/", "http://a.org")
     assert prefixes("http://a.org/x/y") == ("http://a.org/x/y", "http://a.org/x", "http://a.org")
+
+
+@pytest.mark.parametrize(("expression", "single"), [
+    ("Patient.birthDate", True), ("Patient.meta.lastUpdated", True), ("Observation.effective", True),
+    ("Encounter.period", True), ("Patient.name.family", False), ("Patient.name", False),
+    ("Observation.component.value", False), ("Patient.birthDate | Person.birthDate", False),
+    ("Observation.value.as(Quantity)", False), (None, False),
+])
+def test_single_valued_paths(expression: str | None, single: bool) -> None:
+    assert single_valued(expression) is single
