@@ -172,10 +172,23 @@ def test_sort_key_and_keyset() -> None:
     assert mc.sort_key("birthdate", "date", False) == {
         "$ifNull": ["$sk.birthdate.lo", {"$literal": 2**62}]}
     assert mc.sort_key("family", "string", True) == {"$ifNull": ["$sk.family.hi", {"$literal": ""}]}
-    assert mc.keyset(["_k0", "type", "id"], [True, False, False], [5, "Patient", "a"]) == {"$or": [
-        {"_k0": {"$lt": 5}},
-        {"_k0": {"$eq": 5}, "type": {"$gt": "Patient"}},
-        {"_k0": {"$eq": 5}, "type": {"$eq": "Patient"}, "id": {"$gt": "a"}}]}
+    assert mc.keyset(["_k0", "type", "id"], [True, False, False], [5, "Patient", "a"]) == {"$and": [
+        {"_k0": {"$lte": 5}},  # a range on the first key, for an index to bound the scan
+        {"$or": [{"_k0": {"$lt": 5}},
+                 {"_k0": {"$eq": 5}, "type": {"$gt": "Patient"}},
+                 {"_k0": {"$eq": 5}, "type": {"$eq": "Patient"}, "id": {"$gt": "a"}}]}]}
+
+
+def test_keyset_on_id_names_id_once() -> None:
+    # _sort=_id reads the stored id, which is also the tie-break: a repeated name is decided by
+    # its first occurrence (a dict cannot hold it twice, and {"id": {"$eq"}, "id": {"$gt"}} would
+    # silently keep the last)
+    assert mc.keyset(["id", "type", "id"], [True, False, False], ["b", "Patient", "b"]) == {"$and": [
+        {"id": {"$lte": "b"}},
+        {"$or": [{"id": {"$lt": "b"}}, {"id": {"$eq": "b"}, "type": {"$gt": "Patient"}}]}]}
+    assert mc.sort_document(["id", "type", "id"], [True, False, False], True) == {"id": -1}
+    assert mc.sort_document(["id", "type", "id"], [True, False, False], False) == {
+        "id": -1, "type": 1}
 
 
 # -- injection --------------------------------------------------------------------------------
@@ -282,10 +295,11 @@ def test_entry_documents() -> None:
 
 
 def test_sort_keys() -> None:
-    keys = sort_keys([DateEntry("birthdate", 10, 20), DateEntry("birthdate", 5, 8),
-                      StringEntry("name", "wang", "Wáng"), StringEntry("name", "li", "Li"),
-                      TokenEntry("gender", None, None), TokenEntry("identifier", "s", "b"),
-                      TokenEntry("identifier", "s", "a"), TokenEntry("$where", None, "x")])
+    entries = [DateEntry("birthdate", 10, 20), DateEntry("birthdate", 5, 8),
+               StringEntry("name", "wang", "Wáng"), StringEntry("name", "li", "Li"),
+               TokenEntry("gender", None, None), TokenEntry("identifier", "s", "b"),
+               TokenEntry("identifier", "s", "a"), TokenEntry("$where", None, "x")]
+    keys = sort_keys([entry_doc(e) for e in entries])
     assert keys == {"birthdate": {"lo": 5, "hi": 20}, "name": {"lo": "li", "hi": "wang"},
                     "identifier": {"lo": "a", "hi": "b"}}
 

@@ -16,6 +16,12 @@ negation (``Not(Cmp)`` also requires the field to be present).
 
 :class:`~fhir_server.search.ir.Chain` and :class:`~fhir_server.search.ir.Has` are resolved first by a
 sub-query (through a :class:`Resolver`), capped at :data:`MAX_IDS` ids.
+
+Targeting (docs/SCALING.md): :func:`search_filter` adds an equality on ``pc``, the shard key, when
+the condition fixes it (:func:`owners`), so that mongos asks one shard; only where that cannot
+change the result. Sorting: :func:`sort_plan` reads the stored, indexed sort keys for ``_id``,
+``_lastUpdated`` and the :data:`~fhir_server.store.mongo.documents.INDEXED_SORTS` parameters, and
+computes the others with an aggregation expression (:func:`sort_key`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from typing import Any, Protocol
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.search import ir
-from fhir_server.store.mongo.documents import PARAM_CODE, value
+from fhir_server.store.mongo.documents import (
+    INDEXED_SORTS,
+    PARAM_CODE,
+    indexed_sorts,
+    missing_key,
+    owner_params,
+    value,
+)
 
 Filter = dict[str, Any]
 TRUE: Filter = {}
@@ -204,19 +217,101 @@ def where(node: ir.Node, rtype: str, resolver: Resolver) -> Filter:
 
 
 def search_filter(types: Sequence[str], node: ir.Node, resolver: Resolver) -> Filter:
-    """Live resources of any of ``types`` matching ``node``."""
+    """Live resources of any of ``types`` matching ``node`` (with ``pc`` where :func:`owners`
+    fixes it: a targeted query on a sharded cluster)."""
     branches = []
     for rtype in types:
         cond = where(node, rtype, resolver)
         if cond != FALSE:
-            branches.append(all_of([{"type": {"$eq": rtype}, "alive": {"$eq": True}}, cond]))
+            base: Filter = {"type": {"$eq": rtype}, "alive": {"$eq": True}}
+            pcs = owners(node, rtype)
+            if pcs is not None:
+                base["pc"] = {"$eq": next(iter(pcs))} if len(pcs) == 1 else {"$in": sorted(pcs)}
+            branches.append(all_of([base, cond]))
     return any_of(branches)
 
 
+# -- targeting: the pc a condition fixes ---------------------------------------------------------
+def owners(node: ir.Node, rtype: str) -> frozenset[str] | None:
+    """The ``pc`` values an ``rtype`` resource matching ``node`` can have, or None when ``node``
+    does not fix them. Sound by construction: every matching resource has its ``pc`` in the set,
+    so adding ``pc ∈ set`` to the filter never changes the result. Fixed by: a Patient's own id
+    (``_id`` or :class:`~fhir_server.search.ir.IdIn`); a Patient reference through one of
+    :func:`~fhir_server.store.mongo.documents.owner_params` (``Observation?subject=Patient/1``,
+    ``Patient/1/Encounter``); ``And`` when one item fixes them, ``Or`` when every item does.
+    A reference through any other parameter (``Observation?performer=Patient/2``: the resource's
+    ``pc`` may be its subject, another patient), a chain, ``_has`` or a negation fixes nothing."""
+    if isinstance(node, ir.Entry):
+        return _entry_owners(node, rtype)
+    if isinstance(node, ir.IdIn):
+        return frozenset(f"Patient/{i}" for i in node.ids) if rtype == "Patient" else None
+    if isinstance(node, ir.TypeIs):  # false for another type: no resource, no pc
+        return None if rtype in node.types else frozenset()
+    if isinstance(node, ir.And):
+        fixed = [s for s in (owners(i, rtype) for i in node.items) if s is not None]
+        return frozenset.intersection(*fixed) if fixed else None
+    if isinstance(node, ir.Or):
+        parts = [owners(i, rtype) for i in node.items]
+        if any(s is None for s in parts):
+            return None
+        return frozenset().union(*(s for s in parts if s is not None))
+    return None
+
+
+def _equal_values(conds: list[Filter] | None) -> frozenset[Any] | None:
+    """The values a field must equal under ANDed operator documents (None: unconstrained)."""
+    allowed: frozenset[Any] | None = None
+    for cond in conds or ():
+        for op, v in cond.items():
+            if op == "$eq":
+                values = frozenset([v])
+            elif op == "$in":
+                values = frozenset(v)
+            else:  # ranges, regexes, negations: they only narrow further, ignoring them is sound
+                continue
+            allowed = values if allowed is None else allowed & values
+    return allowed
+
+
+def _entry_owners(node: ir.Entry, rtype: str) -> frozenset[str] | None:
+    if rtype == "Patient" and node.param == "_id" and node.type == "token":
+        id_field, patient_only = "code", True  # a Patient's own _id entry
+    elif node.type == "reference" and node.param in owner_params(rtype):
+        id_field, patient_only = "id", owner_params(rtype)[node.param]
+    else:
+        return None
+    found: set[str] = set()
+    for conj in dnf(node.where, node.type):
+        ids = _equal_values(conj.get(id_field))
+        if ids is None:
+            return None
+        if id_field == "id":  # the entry must be a reference to a Patient
+            types = _equal_values(conj.get("type"))
+            if types is None:
+                return None
+            if "Patient" not in types:
+                if patient_only:
+                    continue  # no entry of this parameter can satisfy this conjunction
+                return None
+            if types != {"Patient"} and not patient_only:
+                return None  # Group/1 would match too, and its pc is not Patient/1
+        found.update(f"Patient/{i}" for i in ids if isinstance(i, str))
+    return frozenset(found)
+
+
 # -- sorting ----------------------------------------------------------------------------------
-_MAX_CHAR = "\U0010ffff"
-_LAST_TEXT, _FIRST_TEXT = _MAX_CHAR * 2, ""
-_BIG = 2**62
+def sort_field(param: str, ptype: str, descending: bool, types: Sequence[str]) -> str | None:
+    """The stored field a sort reads directly, served by an index (``id``, ``ts``,
+    ``sk.<code>.lo|hi`` of :data:`~fhir_server.store.mongo.documents.INDEXED_SORTS`, when every
+    type searched defines that parameter with this type, so that every document has the key), or
+    None: the sort needs :func:`sort_key`. Field names come from constants only."""
+    if param == "_id":
+        return "id"
+    if param == "_lastUpdated":
+        return "ts"
+    if param in INDEXED_SORTS and types and all((param, ptype) in indexed_sorts(t) for t in types):
+        return f"sk.{param}.{'hi' if descending else 'lo'}"
+    return None
 
 
 def sort_key(param: str, ptype: str, descending: bool) -> Any:
@@ -231,22 +326,53 @@ def sort_key(param: str, ptype: str, descending: bool) -> Any:
         raise ValueError(f"cannot sort by a {ptype} parameter")
     if not PARAM_CODE.fullmatch(param):
         raise ValueError(f"bad sort parameter {param!r}")
-    numeric = ptype in ("date", "number", "quantity")
-    missing = (-_BIG if descending else _BIG) if numeric else (
-        _FIRST_TEXT if descending else _LAST_TEXT)
-    return {"$ifNull": [f"$sk.{param}.{'hi' if descending else 'lo'}", {"$literal": missing}]}
+    return {"$ifNull": [f"$sk.{param}.{'hi' if descending else 'lo'}",
+                        {"$literal": missing_key(ptype, descending)}]}
+
+
+def sort_plan(sort: Sequence[tuple[str, str, bool]], types: Sequence[str]
+              ) -> list[tuple[str, Any]]:
+    """Per sort key ``(param, ptype, descending)``: ``(field, None)`` for a stored field
+    (:func:`sort_field`), else ``("_k<n>", expression)`` to compute with ``$addFields``."""
+    plan: list[tuple[str, Any]] = []
+    for n, (param, ptype, descending) in enumerate(sort):
+        field = sort_field(param, ptype, descending, types)
+        plan.append((field, None) if field else (f"_k{n}", sort_key(param, ptype, descending)))
+    return plan
+
+
+def _unique(names: Sequence[str]) -> list[int]:
+    """Positions of the first occurrence of each name (``_id`` sorts by ``id``, as does the
+    tie-break: a later occurrence is decided by the earlier one)."""
+    seen: set[str] = set()
+    positions = []
+    for i, name in enumerate(names):
+        if name not in seen:
+            seen.add(name)
+            positions.append(i)
+    return positions
+
+
+def sort_document(names: Sequence[str], descending: Sequence[bool], one_type: bool) -> Filter:
+    """The ``$sort`` of the order (names, descending); ``type`` left out when one type is searched
+    (it is constant), so an index on (type, alive, key, id) serves the sort."""
+    return {names[i]: -1 if descending[i] else 1 for i in _unique(names)
+            if not (one_type and names[i] == "type")}
 
 
 def keyset(names: Sequence[str], descending: Sequence[bool], after: Sequence[Any]) -> Filter:
-    """Rows strictly after ``after`` in the order (names, descending)."""
+    """Rows strictly after ``after`` in the order (names, descending); with a range on the first
+    key that every such row satisfies, so that an index on it bounds the scan."""
     if len(after) != len(names):
         raise ValueError("cursor does not fit this query")
     for v in after:
         if not isinstance(v, str | int | float) or isinstance(v, bool):
             raise ValueError("cursor does not fit this query")
+    unique = _unique(names)
     alternatives = []
-    for i, name in enumerate(names):
-        alt: Filter = {names[j]: {"$eq": after[j]} for j in range(i)}
-        alt[name] = {"$lt" if descending[i] else "$gt": after[i]}
+    for k, i in enumerate(unique):
+        alt: Filter = {names[j]: {"$eq": after[j]} for j in unique[:k]}
+        alt[names[i]] = {"$lt" if descending[i] else "$gt": after[i]}
         alternatives.append(alt)
-    return any_of(alternatives)
+    bound: Filter = {names[0]: {"$lte" if descending[0] else "$gte": after[0]}}
+    return all_of([bound, any_of(alternatives)])

@@ -4,12 +4,16 @@ Collections:
 
 * ``resources``: one document per resource, its current version: ``_id`` ``"Type/id"``, ``type``,
   ``id``, ``version``, ``ts``, ``method``, ``alive``, ``body`` (the exact JSON bytes, BSON binary;
-  null when deleted), ``idx`` (the index entries, see :mod:`.documents`) and ``sk`` (sort keys);
+  null when deleted), ``idx`` (the index entries, see :mod:`.documents`), ``sk`` (sort keys) and
+  ``pc`` (the owner of its patient compartment: the shard key of docs/SCALING.md; kept when the
+  resource is deleted; added to the filters that fix it, so that mongos can target one shard);
 * ``history``: one document per version, ``_id`` ``"Type/id/version"`` (append-only);
 * ``server_meta``: shared secrets.
 
 A write is a compare-and-set: ``expected_version`` 0 inserts (a duplicate ``_id`` is a conflict),
-otherwise ``update_one({"_id": ..., "version": expected})`` must match one document. The history
+otherwise ``update_one({"_id": ..., "version": expected, "pc": ...})`` must match one document
+(the filter names the shard key: the new ``pc``, else, when the update moves the resource to another
+patient, the stored one, read first; the move then happens inside the transaction). The history
 document is inserted in the same transaction (a duplicate version is a conflict too).
 
 Transactions: on a replica set or sharded cluster (``hello`` reports ``setName`` or ``msg:
@@ -35,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bson.binary import Binary
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument
+from pymongo import DESCENDING, MongoClient, ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
@@ -59,7 +63,8 @@ from fhir_server.store.base import (
     VersionConflict,
 )
 from fhir_server.store.mongo import compile as mc
-from fhir_server.store.mongo.documents import entry_doc, sort_keys
+from fhir_server.store.mongo import migrate
+from fhir_server.store.mongo.documents import SORT_INDEXES, compartment_owner, entry_doc, sort_keys
 from fhir_server.store.mongo.registry import INDEXES as REGISTRY_INDEXES
 from fhir_server.store.mongo.registry import MongoRegistry
 
@@ -76,7 +81,8 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("resources", [("type", 1), ("idx.p", 1), ("idx.id", 1), ("idx.type", 1)], {}),
     ("resources", [("type", 1), ("idx.p", 1), ("idx.value", 1)], {}),
     ("resources", [("idx.type", 1), ("idx.id", 1)], {}),  # reverse references
-    ("resources", [("type", 1), ("ts", 1)], {}),
+    *(("resources", keys, {}) for keys in SORT_INDEXES),  # _sort by _lastUpdated, date, name...
+    ("resources", [("pc", 1), ("type", 1), ("alive", 1)], {}),  # one patient's record, by type
     ("history", [("ts", 1), ("type", 1), ("id", 1), ("version", 1)], {}),
     ("history", [("type", 1), ("ts", 1), ("id", 1), ("version", 1)], {}),
     ("history", [("type", 1), ("id", 1), ("version", 1)], {"unique": True}),
@@ -132,13 +138,14 @@ class _Reads:
 
     def read(self, type: str, id: str) -> StoredResource | None:
         with _guard("read"):
-            doc = self._resources.find_one({"_id": {"$eq": f"{type}/{id}"}},
-                                           {"idx": 0, "sk": 0}, session=self.session)
+            doc = self._resources.find_one(_by_key(type, id), {"idx": 0, "sk": 0},
+                                           session=self.session)
         return _resource(doc) if doc else None
 
     def vread(self, type: str, id: str, version: int) -> StoredResource | None:
         with _guard("read"):
-            doc = self._history.find_one({"_id": {"$eq": f"{type}/{id}/{version}"}},
+            doc = self._history.find_one({"_id": {"$eq": f"{type}/{id}/{version}"},
+                                          "type": {"$eq": type}, "id": {"$eq": id}},  # shard key
                                          session=self.session)
         return _resource(doc) if doc else None
 
@@ -164,24 +171,31 @@ class _Reads:
         return [_resource(d) for d in docs]
 
     def search(self, query: SearchQuery) -> SearchPage:
-        nkeys = len(query.sort)
-        names = [f"_k{n}" for n in range(nkeys)] + ["type", "id"]
+        plan = mc.sort_plan([(s.param, s.param_type, s.descending) for s in query.sort],
+                            query.types)
+        nkeys = len(plan)
+        names = [name for name, _ in plan] + ["type", "id"]
         descending = [s.descending for s in query.sort] + [False, False]
         if query.backwards:
             descending = [not d for d in descending]
-        pipeline: list[Doc] = [{"$match": mc.search_filter(query.types, query.where, self)}]
-        if nkeys:
-            pipeline.append({"$addFields": {
-                f"_k{n}": mc.sort_key(s.param, s.param_type, s.descending)
-                for n, s in enumerate(query.sort)}})
-        if query.after is not None:
-            pipeline.append({"$match": mc.keyset(names, descending, list(query.after))})
+        where = mc.search_filter(query.types, query.where, self)
+        after = mc.keyset(names, descending, list(query.after)) if query.after is not None else None
+        computed = {name: expr for name, expr in plan if expr is not None}
+        pipeline: list[Doc] = []
+        if computed:
+            pipeline += [{"$match": where}, {"$addFields": computed}]
+            if after is not None:
+                pipeline.append({"$match": after})
+        else:  # stored keys only: filter, keyset, sort and limit can all run on one index
+            pipeline.append({"$match": mc.all_of([where, after]) if after is not None else where})
         pipeline += [
-            {"$sort": {n: DESCENDING if d else ASCENDING
-                       for n, d in zip(names, descending, strict=True)}},
+            {"$sort": mc.sort_document(names, descending, len(query.types) == 1)},
             {"$limit": int(query.limit)},
-            {"$project": {"idx": 0, "sk": 0}},
         ]
+        stored = {f"_k{n}": f"${name}" for n, (name, expr) in enumerate(plan) if expr is None}
+        if stored:  # the page's keys, read after the limit from the fields sorted by
+            pipeline.append({"$addFields": stored})
+        pipeline.append({"$project": {"idx": 0, "sk": 0}})
         with _guard("search"):
             docs = list(self._resources.aggregate(pipeline, session=self.session))
         if query.backwards:
@@ -225,13 +239,27 @@ def _history_doc(new: NewVersion) -> Doc:
             "body": Binary(new.body) if new.body is not None else None}
 
 
+def _by_key(type: str, id: str) -> Doc:
+    """The filter of one ``resources`` document by its ``Type/id``; a Patient's names its ``pc``
+    too (a Patient's own compartment), so that mongos targets one shard."""
+    key = f"{type}/{id}"
+    if type == "Patient":
+        return {"_id": {"$eq": key}, "pc": {"$eq": key}}
+    return {"_id": {"$eq": key}}
+
+
 def _current_doc(new: NewVersion) -> Doc:
+    """The ``resources`` document of ``new``; a deletion leaves ``pc`` out (the deleted resource
+    stays where it was; a Patient's is fixed anyway)."""
     alive = new.body is not None
-    return {"type": new.type, "id": new.id, "version": new.version, "ts": new.ts,
-            "method": new.method, "alive": alive,
-            "body": Binary(new.body) if new.body is not None else None,
-            "idx": [entry_doc(e) for e in new.index] if alive else [],
-            "sk": sort_keys(new.index) if alive else {}}
+    idx = [entry_doc(e) for e in new.index] if alive else []
+    doc = {"type": new.type, "id": new.id, "version": new.version, "ts": new.ts,
+           "method": new.method, "alive": alive,
+           "body": Binary(new.body) if new.body is not None else None,
+           "idx": idx, "sk": sort_keys(idx, new.type) if alive else {}}
+    if alive or new.type == "Patient":
+        doc["pc"] = compartment_owner(new.type, new.id, idx)
+    return doc
 
 
 class _MongoTx(_Reads):
@@ -256,14 +284,13 @@ class _MongoTx(_Reads):
         try:
             with _guard("write"):
                 if expected_version == 0:
-                    self._resources.insert_one({"_id": key, **doc}, session=self.session)
+                    owner = compartment_owner(new.type, new.id, [])
+                    self._resources.insert_one({"_id": key, "pc": owner, **doc},
+                                               session=self.session)
                     previous: Doc | None = None
                     matched = True
                 else:
-                    previous = self._resources.find_one_and_update(
-                        {"_id": {"$eq": key}, "version": {"$eq": expected_version}},
-                        {"$set": doc}, session=self.session,
-                        return_document=ReturnDocument.BEFORE)
+                    previous = self._update_current(key, expected_version, doc)
                     matched = previous is not None
         except PyMongoError as exc:
             if not _conflict(exc):
@@ -275,6 +302,30 @@ class _MongoTx(_Reads):
             raise VersionConflict(f"{key} is no longer at version {expected_version}")
         self.undo.append((key, hist["_id"], previous))
         self._claim(key, new.claims)
+
+    def _update_current(self, key: str, expected_version: int, doc: Doc) -> Doc | None:
+        """Set ``doc`` on the current document if it is at ``expected_version``; the document
+        before, or None. The filter names the shard key ``pc`` (a sharded cluster needs it, and
+        needs it equal to the *stored* value to change it): first the new ``pc`` (the resource
+        stays with its patient: one targeted write); if that matches nothing, the stored ``pc``,
+        read by ``_id``, so that an update moving the resource to another patient (or a deletion,
+        which keeps ``pc``) changes the shard key inside this transaction."""
+        def update(pc: Any) -> Doc | None:
+            return self._resources.find_one_and_update(
+                {"_id": {"$eq": key}, "version": {"$eq": expected_version}, "pc": {"$eq": pc}},
+                {"$set": doc}, session=self.session, return_document=ReturnDocument.BEFORE)
+
+        if "pc" in doc:
+            previous = update(doc["pc"])
+            if previous is not None:
+                return previous
+        current = self._resources.find_one({"_id": {"$eq": key}}, {"pc": 1, "version": 1},
+                                           session=self.session)
+        if current is None or current.get("version") != expected_version:
+            return None
+        if "pc" in doc and current.get("pc") == doc["pc"]:
+            return None  # changed in between: it is no longer at expected_version
+        return update(current.get("pc"))  # None when missing: matches a document without pc
 
     def _claim(self, owner: str, keys: tuple[str, ...]) -> None:
         claims = self.db["claims"]
@@ -360,6 +411,7 @@ class MongoStore(MongoRegistry, _Reads):
                 db = client[self.database]
                 for collection, keys, options in INDEXES:
                     db[collection].create_index(keys, **options)
+                migrate.backfill(db)  # pc and sort keys of documents written by older versions
                 self._transactions = self._probe_transactions(client, db)
 
     @staticmethod
