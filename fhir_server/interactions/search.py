@@ -43,7 +43,8 @@ def criteria(svc: Services, rtype: str, pairs: Sequence[tuple[str, str]], base: 
     check_type(rtype)
     if not pairs:
         raise InvalidRequest("Conditional interactions need search criteria")
-    request = build_search((rtype,), pairs, strict=True, base_url=base)
+    request = build_search((rtype,), pairs, strict=True, base_url=base,
+                           terminology=svc.terminology)
     return request.where
 
 
@@ -86,7 +87,8 @@ def search(
 ) -> dict[str, Any]:
     for rtype in types:
         check_type(rtype)
-    request = build_search(types, pairs, strict=strict, base_url=base)
+    request = build_search(types, pairs, strict=strict, base_url=base,
+                           terminology=svc.terminology)
     result = request.result
     if result.contained not in (None, "false"):
         raise InvalidRequest("_contained is not supported", expression="_contained")

@@ -13,7 +13,7 @@ modifier (or parameter) is :class:`UnknownParameter`, which lenient handling may
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.search import ir
@@ -26,12 +26,26 @@ class UnknownParameter(InvalidRequest):
     under lenient handling."""
 
 
+class Terminology(Protocol):
+    """What the token modifiers ``:in``/``:not-in``/``:above``/``:below`` ask of a terminology
+    service (:class:`fhir_server.terminology.Terminology`); None answers mean "unknown here"."""
+
+    def codes_in(self, valueset: str) -> frozenset[tuple[str, str]] | None: ...
+
+    def descendants(self, system: str, code: str) -> frozenset[str] | None: ...
+
+    def ancestors(self, system: str, code: str) -> frozenset[str] | None: ...
+
+    def systems_with(self, code: str) -> list[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     key: str  # the parameter as written in the query: the ``expression`` of every error
     registry: Registry
     now: int  # UTC microseconds, for the ``ap`` prefix
     base_url: str | None = None  # this server's base, to read absolute references as local
+    terminology: Terminology | None = None  # for the token modifiers that need code sets
 
     def bad(self, message: str) -> InvalidRequest:
         return InvalidRequest(f"{self.key}: {message}", expression=self.key)

@@ -6,7 +6,17 @@
 * ``:not``: resources with no entry matching any of the values (also those without any entry);
 * ``:of-type``: ``type_system|type_code|value`` on an Identifier (``type_system`` may be empty:
   no system);
-* ``:in`` ``:not-in`` ``:above`` ``:below`` need terminology support: an error, for now.
+* ``:in=<ValueSet canonical>``: an entry whose (system, code) is in the ValueSet's expansion,
+  compiled to ``(or (entry p (and (or (eq system S) (null system)) (in code ...))) ...)``, one
+  branch per system; an entry without a system is a ``code`` element (``Patient.gender``) whose
+  system its binding implies, so it matches on the code;
+  ``:not-in``: ``not`` of that (resources without any entry included, as for ``:not``);
+* ``:below=[system]|code`` / ``:above``: the code and its descendants / ancestors (is-a) in the
+  code system, compiled like ``:in`` with the one system; without a system, in
+  every known system that has the code.
+
+The last four need a terminology service in the :class:`Context`; a ValueSet or code system the
+service cannot answer for is a 400 naming the value (never a silently empty result).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ from fhir_server.search import ir
 from fhir_server.search.index import normalise
 from fhir_server.search.params import SearchParam
 from fhir_server.search.syntax import split_raw, unescape
-from fhir_server.search.types import Context, entry, eq_or_null, unknown_modifier
+from fhir_server.search.types import Context, Terminology, entry, eq_or_null, unknown_modifier
 
 MODIFIERS = frozenset({"text", "not", "of-type"})
 TERMINOLOGY = frozenset({"in", "not-in", "above", "below"})
@@ -55,10 +65,65 @@ def row(param: SearchParam, value: str, ctx: Context, modifier: str | None = Non
     return system_code(value, ctx)
 
 
+def _codes(system: str, codes: frozenset[str] | set[str]) -> ir.Node:
+    """The codes of one system; an entry without a system (a ``code`` element such as
+    ``Patient.gender``, whose system is implied by its binding) matches on the code alone."""
+    ordered = tuple(sorted(codes))
+    code = ir.Cmp("code", "eq", ordered[0]) if len(ordered) == 1 else ir.In("code", ordered)
+    return ir.And((ir.Or((ir.Cmp("system", "eq", system), ir.Null("system"))), code))
+
+
+def _in(param: SearchParam, value: str, ctx: Context, term: Terminology) -> ir.Node:
+    url = unescape(value)
+    pairs = term.codes_in(url)
+    if pairs is None:
+        raise ctx.bad(f"the ValueSet {url!r} is not known here or cannot be expanded (it may draw"
+                      " on code systems this server does not hold)")
+    by_system: dict[str, set[str]] = {}
+    for system, code in pairs:
+        by_system.setdefault(system, set()).add(code)
+    return ir.any_of(entry(param, _codes(s, by_system[s])) for s in sorted(by_system))
+
+
+def _hierarchy(param: SearchParam, value: str, ctx: Context, term: Terminology, below: bool) -> ir.Node:
+    parts = split_raw(value, "|")
+    if len(parts) > 2:
+        raise ctx.bad(f"{value!r} has more than one unescaped '|': expected [system]|code")
+    code = unescape(parts[-1])
+    if not code:
+        raise ctx.bad(f"{value!r}: :{'below' if below else 'above'} needs a code")
+    if len(parts) == 2:
+        system = unescape(parts[0])
+        if not system:
+            raise ctx.bad(f"{value!r}: a code without a system has no hierarchy here")
+        systems = [system]
+    else:
+        systems = term.systems_with(code)
+        if not systems:
+            raise ctx.bad(f"no code system known here has the code {code!r}")
+    nodes = []
+    for system in systems:
+        related = term.descendants(system, code) if below else term.ancestors(system, code)
+        if related is None:
+            raise ctx.bad(f"the code system {system!r} with the code {code!r} is not known here,"
+                          " so its hierarchy cannot be searched")
+        nodes.append(entry(param, _codes(system, related)))
+    return ir.any_of(nodes)
+
+
+def _terminology(param: SearchParam, modifier: str, values: Sequence[str], ctx: Context) -> ir.Node:
+    term = ctx.terminology
+    if term is None:
+        raise ctx.bad(f":{modifier} needs a terminology service, which this search has not got")
+    if modifier in ("in", "not-in"):
+        found = ir.any_of(_in(param, v, ctx, term) for v in values)
+        return ir.Not(found) if modifier == "not-in" else found
+    return ir.any_of(_hierarchy(param, v, ctx, term, modifier == "below") for v in values)
+
+
 def build(param: SearchParam, modifier: str | None, values: Sequence[str], ctx: Context) -> ir.Node:
     if modifier in TERMINOLOGY:
-        raise ctx.bad(f":{modifier} needs terminology support (ValueSet expansion, code system"
-                      " hierarchies), which this server does not have yet")
+        return _terminology(param, modifier, values, ctx)
     if modifier is not None and modifier not in MODIFIERS:
         raise unknown_modifier(param, modifier, ctx)
     if modifier == "not":
