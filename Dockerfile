@@ -3,12 +3,17 @@
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    FHIR_DATA_DIR=/data FHIR_STORE=sqlite:////data/fhir.db
+    FHIR_DATA_DIR=/data FHIR_STORE=sqlite:////data/fhir.db \
+    FHIR_CONFORMANCE_DIR=/app
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY fhir_server ./fhir_server
 COPY seed ./seed
+# conformance resources (CodeSystems, ValueSets, ConceptMaps; profiles, NamingSystems ...), written
+# into the store by `fhir-server serve` at start-up
+COPY terminology ./terminology
+COPY profiles ./profiles
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /app fhir \
     && mkdir -p /data && chown fhir /data
