@@ -235,3 +235,33 @@ def test_r4_core_is_a_filters(term: Terminology) -> None:
     assert term.subsumes(clinical, "active", "relapse") == "subsumes"
     assert term.descendants(clinical, "active") == frozenset({"active", "recurrence", "relapse"})
     assert term.subsumes("http://hl7.org/fhir/name-use", "maiden", "old") == "subsumed-by"
+
+
+def _codings(node: Any) -> Any:
+    if isinstance(node, dict):
+        if isinstance(node.get("system"), str) and isinstance(node.get("code"), str):
+            yield node
+        for value in node.values():
+            yield from _codings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _codings(value)
+
+
+def test_every_seed_coding_of_our_tables_is_known_with_its_display(term: Terminology) -> None:
+    from seed import generate
+
+    ours = {url for url, r in term.code_system_resources.items()
+            if url.startswith(("urn:oid:2.16.156.", B)) and r.get("content") != "not-present"}
+    checked = 0
+    for resource in generate(40, seed=3):
+        for coding in _codings(resource):
+            if coding["system"] not in ours:
+                continue
+            info = term.lookup(coding["system"], coding["code"])
+            assert info is not None, coding
+            if "display" in coding:
+                shown = {info["display"], *(d["value"] for d in info["designation"])}
+                assert coding["display"] in shown, coding
+            checked += 1
+    assert checked > 500
