@@ -170,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "database name is used, nothing is contacted")
     plan.add_argument("--database", help="database name (default: from the URL, else ehc_fhir)")
     plan.set_defaults(func=cmd_mongo_shard_plan)
+
+    from fhir_server.auth import commands as auth_commands  # clients, token, keys
+
+    auth_commands.register(sub, _add_store)
     return parser
 
 

@@ -102,7 +102,7 @@ class AssertionVerifier:
             raise AssertionRejected(f"alg {alg!r} not allowed",
                                     "the assertion must be signed with RS384 or ES384")
         if header.get("typ") != "JWT":
-            raise AssertionRejected(f"typ {header.get('typ')!r}", 'the assertion header typ must be "JWT"')
+            raise AssertionRejected(f"typ {header.get('typ')!r}", 'the assertion header typ must be JWT')
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AssertionRejected("kid missing", "the assertion header must carry a kid")

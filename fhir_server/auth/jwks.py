@@ -83,8 +83,10 @@ class _Cached:
 
 class JwksFetcher:
     def __init__(self, *, allow_private: bool = False, ssl_context: ssl.SSLContext | None = None,
-                 timeout_s: float = TIMEOUT_S, max_bytes: int = MAX_BYTES) -> None:
+                 timeout_s: float = TIMEOUT_S, max_bytes: int = MAX_BYTES,
+                 min_refetch_s: float = MIN_REFETCH_S) -> None:
         self.allow_private = allow_private
+        self.min_refetch_s = min_refetch_s
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.timeout_s = timeout_s
         self.max_bytes = max_bytes
@@ -98,7 +100,7 @@ class JwksFetcher:
         cached = self._cache.get(url)
         if cached is not None:
             age = now - cached.fetched
-            if (age < cached.max_age and not refresh) or (refresh and age < MIN_REFETCH_S):
+            if (age < cached.max_age and not refresh) or (refresh and age < self.min_refetch_s):
                 return cached.jwks
         jwks, seconds = self.fetch(url)
         with self._lock:

@@ -61,6 +61,11 @@ def note(reason: str, client_id: str | None = None) -> None:
         g.oauth_client_id = client_id
 
 
+def _printable(text: str) -> str:
+    """RFC 6749 section 5.2: error_description is printable ASCII without quote or backslash."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
+
+
 def fhir_base(svc: Services) -> str:
     return svc.settings.base_url or flask_request.host_url.rstrip("/") + "/fhir"
 
@@ -119,7 +124,7 @@ class PrivateKeyJwt:
             client = self.server.verifier.verify(assertion, audiences)
         except AssertionRejected as exc:
             note(exc.reason, exc.client_id)
-            raise InvalidClientError(description=exc.description) from None
+            raise InvalidClientError(description=_printable(exc.description)) from None
         claimed = form.get("client_id")
         if claimed is not None and claimed != client.client_id:
             note("client_id differs from the assertion", client.client_id)

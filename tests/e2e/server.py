@@ -48,7 +48,7 @@ class Server:
             try:
                 if requests.get(f"{self.root}/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
                 pass
             time.sleep(0.1)
         self.stop()
