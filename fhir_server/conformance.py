@@ -5,7 +5,8 @@ the conformance directory (``FHIR_CONFORMANCE_DIR``, by default the source tree)
 ``id`` (PUT semantics: a new version when the file changed). Unchanged resources are skipped, so a
 second run writes nothing; a file holding a Bundle contributes its entries. A file that is not a
 resource (no ``resourceType``/``id``) or not valid R4 is an error naming the file: the directory is
-part of the deployment and must be right.
+part of the deployment and must be right. The files are written with ``DEFAULT_CANONICAL_BASE``;
+under another ``FHIR_CANONICAL_BASE`` their URLs are moved to it.
 
 Called by ``fhir-server serve`` (once, before the workers fork) and ``fhir-server seed``.
 """
@@ -21,7 +22,7 @@ from fhir_server.fhir import jsonio
 from fhir_server.interactions.context import Services
 from fhir_server.interactions.resources import check_type, put, run_write, validate
 from fhir_server.store import Tx
-from fhir_server.terminology.loader import conformance_root
+from fhir_server.terminology.loader import conformance_root, rebase
 
 FOLDERS = ("terminology", "profiles")
 
@@ -33,9 +34,9 @@ def conformance_files(conformance_dir: str | None = None) -> list[Path]:
             for p in sorted((root / folder).rglob("*.json"))]
 
 
-def _resources(path: Path) -> Iterator[dict[str, Any]]:
+def _resources(path: Path, canonical_base: str | None) -> Iterator[dict[str, Any]]:
     try:
-        doc = jsonio.loads(path.read_bytes())
+        doc = jsonio.loads(rebase(path.read_bytes(), canonical_base))
     except FhirError as exc:
         raise InvalidRequest(f"{path}: {exc}") from exc
     if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
@@ -56,12 +57,14 @@ def _comparable(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_conformance(conformance_dir: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(type, id, resource) of every conformance resource, validated as R4."""
+def load_conformance(conformance_dir: str | None = None, canonical_base: str | None = None
+                     ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(type, id, resource) of every conformance resource, validated as R4, with the platform's
+    canonical URLs on ``canonical_base`` (see :func:`~fhir_server.terminology.loader.rebase`)."""
     out: list[tuple[str, str, dict[str, Any]]] = []
     seen: dict[tuple[str, str], Path] = {}
     for path in conformance_files(conformance_dir):
-        for resource in _resources(path):
+        for resource in _resources(path, canonical_base):
             rtype = resource.get("resourceType") if isinstance(resource, dict) else None
             rid = resource.get("id") if isinstance(resource, dict) else None
             if not isinstance(rtype, str) or not isinstance(rid, str):
@@ -79,7 +82,7 @@ def load_conformance(conformance_dir: str | None = None) -> list[tuple[str, str,
 
 def install_conformance(svc: Services) -> int:
     """Write the conformance resources that are new or changed; returns how many were written."""
-    resources = load_conformance(svc.settings.conformance_dir)
+    resources = load_conformance(svc.settings.conformance_dir, svc.settings.canonical_base)
 
     def work(tx: Tx) -> int:
         written = 0

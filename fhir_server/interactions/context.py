@@ -27,4 +27,4 @@ class Services:
     @cached_property
     def terminology(self) -> Terminology:
         """The terminology service of the conformance directory (loaded once per process)."""
-        return terminology(self.settings.conformance_dir)
+        return terminology(self.settings.conformance_dir, self.settings.canonical_base)

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from fhir_server.fhir.identifiers import DEFAULT_CANONICAL_BASE
+
 CORE_DATA = "r4_terminology.json"
 TERMINOLOGY_TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 
@@ -24,6 +26,15 @@ def conformance_root(setting: str | None = None) -> Path:
     if setting:
         return Path(setting)
     return Path(__file__).resolve().parents[2]
+
+
+def rebase(data: bytes, canonical_base: str | None) -> bytes:
+    """The JSON text of a conformance file with the platform's canonical URLs moved from
+    ``DEFAULT_CANONICAL_BASE`` (what the files are written with) to ``canonical_base``
+    (``FHIR_CANONICAL_BASE``); unchanged when that is the default or None."""
+    if not canonical_base or canonical_base.rstrip("/") == DEFAULT_CANONICAL_BASE:
+        return data
+    return data.replace(DEFAULT_CANONICAL_BASE.encode() + b"/", canonical_base.rstrip("/").encode() + b"/")
 
 
 @dataclass
@@ -61,10 +72,10 @@ def json_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("*.json")) if directory.is_dir() else []
 
 
-def local_content(into: Content, root: Path) -> None:
+def local_content(into: Content, root: Path, canonical_base: str | None = None) -> None:
     """The platform's ``terminology/*.json`` (a file may also hold a Bundle of resources)."""
     for path in json_files(root / "terminology"):
-        resource = orjson.loads(path.read_bytes())
+        resource = orjson.loads(rebase(path.read_bytes(), canonical_base))
         if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
             for entry in resource.get("entry", ()):
                 into.add(entry.get("resource"))
@@ -72,8 +83,8 @@ def local_content(into: Content, root: Path) -> None:
             into.add(resource)
 
 
-def load(conformance_dir: str | None = None) -> Content:
+def load(conformance_dir: str | None = None, canonical_base: str | None = None) -> Content:
     content = Content()
     core_content(content)
-    local_content(content, conformance_root(conformance_dir))
+    local_content(content, conformance_root(conformance_dir), canonical_base)
     return content

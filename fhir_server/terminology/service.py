@@ -95,8 +95,8 @@ class Terminology:
         self._lock = threading.RLock()
 
     @classmethod
-    def load(cls, conformance_dir: str | None = None) -> Terminology:
-        content = loader.load(conformance_dir)
+    def load(cls, conformance_dir: str | None = None, canonical_base: str | None = None) -> Terminology:
+        content = loader.load(conformance_dir, canonical_base)
         return cls(content.code_systems, content.value_sets, content.concept_maps)
 
     # -- resolution -------------------------------------------------------------------------
@@ -304,6 +304,7 @@ class Terminology:
 
 
 @cache
-def terminology(conformance_dir: str | None = None) -> Terminology:
-    """The process-wide terminology for a conformance directory, loaded once."""
-    return Terminology.load(conformance_dir)
+def terminology(conformance_dir: str | None = None, canonical_base: str | None = None) -> Terminology:
+    """The process-wide terminology for a conformance directory (and canonical base, when it is
+    not the default the files are written with), loaded once."""
+    return Terminology.load(conformance_dir, canonical_base)

@@ -322,3 +322,24 @@ def test_install_is_idempotent_and_updates_changed_files(tmp_path: Path) -> None
             install_conformance(svc)
     finally:
         store.close()
+
+
+def test_another_canonical_base_moves_the_platform_urls(tmp_path: Path) -> None:
+    other = "https://fhir.other-city.health.cn"
+    settings = Settings(store_url=f"sqlite:///{tmp_path / 'b.db'}", access_log=False,
+                        canonical_base=other, enforce_profiles="off", auth=False)
+    store = SqliteStore.from_url(settings.store_url)
+    try:
+        app = create_app(settings, store)
+        svc = app.extensions["fhir"]
+        assert install_conformance(svc) > 60
+        client = app.test_client()
+        cs = ok(client, "/fhir/CodeSystem/gbt-2260")
+        assert cs["url"] == f"{other}/CodeSystem/gbt-2260"
+        assert cs["valueSet"] == f"{other}/ValueSet/gbt-2260"
+        assert ok(client, "/fhir/CodeSystem/gbt-2261-1-sex")["url"] == SEX  # national: unchanged
+        vs = ok(client, f"/fhir/ValueSet/$expand?url={q(other + '/ValueSet/cn-nip-vaccines')}")
+        assert {c["system"] for c in vs["expansion"]["contains"]} == {f"{other}/CodeSystem/cn-nip-vaccine"}
+        assert fails(client, f"/fhir/ValueSet/$expand?url={q(NIP_VS)}", 404)["expression"] == ["url"]
+    finally:
+        store.close()
