@@ -8,10 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
+from fhir_server.auth.grants import authenticate
+from fhir_server.config import Settings
+from fhir_server.errors import Unauthorized
 from fhir_server.store import Store
 from fhir_server.store.sqlite import SqliteStore
 from tests.contract.conftest import NamedFactory
+from tests.oauth import ASSERTION_TYPE, assertion, ec_key, register, token_form
 
 
 def test_put_get_list_delete(store: Store) -> None:
@@ -100,3 +105,23 @@ def test_racing_processes_one_wins(tmp_path: Path, attempt: int) -> None:
         proc.join(timeout=30)
         assert proc.exitcode == 0
     assert outcomes == [False, True]
+
+
+def test_oauth_flow_on_every_store(client: FlaskClient, store: Store) -> None:
+    """Token, replay refused, authenticate, introspect, revoke: the same on every store."""
+    key = ec_key("k-1")
+    register(store, "hosp-1", "hospital", key)
+    signed = assertion(key, "hosp-1")
+    issued = client.post("/auth/token", data=token_form(signed, "system/Patient.rs"))
+    assert issued.status_code == 200, issued.get_json()
+    token = issued.get_json()["access_token"]
+    assert client.post("/auth/token", data=token_form(signed)).get_json()["error"] == "invalid_client"
+    grant = authenticate(store, Settings(), f"Bearer {token}")
+    assert (grant.client_id, grant.scope) == ("hosp-1", "system/Patient.rs")
+    form = {"client_assertion_type": ASSERTION_TYPE, "token": token}
+    active = client.post("/auth/introspect", data={**form, "client_assertion": assertion(key, "hosp-1")})
+    assert active.get_json()["active"] is True
+    assert client.post("/auth/revoke", data={**form, "client_assertion": assertion(key, "hosp-1")}
+                       ).status_code == 200
+    with pytest.raises(Unauthorized):
+        authenticate(store, Settings(), f"Bearer {token}")
