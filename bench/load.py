@@ -92,7 +92,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ, FHIR_ACCESS_LOG="1" if self.access_log else "0")
+        env = dict(os.environ, FHIR_ACCESS_LOG="1" if self.access_log else "0", FHIR_AUTH="off")
         if self.kind == "ours":
             db = self.workdir / "fhir.db"
             cmd = [str(VENV_BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(self.port),

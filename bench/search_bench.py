@@ -172,7 +172,7 @@ class DbServer(load.Server):
     db: Path
 
     def start(self, timeout: float = 60) -> None:
-        env = src_env(FHIR_ACCESS_LOG="0")
+        env = src_env(FHIR_ACCESS_LOG="0", FHIR_AUTH="off")
         cmd = [*fhir_server_cmd(), "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", str(self.workers), "--threads", str(self.threads),
                "--worker-class", self.worker_class, "--store", f"sqlite:///{self.db}"]
@@ -236,6 +236,7 @@ def explain(db: Path, urls: dict[str, list[str]]) -> dict[str, list[dict[str, An
 
     sqlite_store._Reads._query = spy  # type: ignore[method-assign]
     os.environ["FHIR_ACCESS_LOG"] = "0"
+    os.environ.setdefault("FHIR_AUTH", "off")
     try:
         store = sqlite_store.SqliteStore.from_url(f"sqlite:///{db}")
         app = create_app(store=store)

@@ -94,6 +94,13 @@ class Unauthorized(FhirError):
         super().__init__(message, headers={"WWW-Authenticate": self.CHALLENGE, **(headers or {})})
 
 
+class Forbidden(FhirError):
+    """The token does not grant this type or interaction, or a write falls outside the client's
+    data policy (403). Reads outside the policy are a :class:`NotFound` instead."""
+
+    status, code = 403, "forbidden"
+
+
 class NotFound(FhirError):
     status, code = 404, "not-found"
 

@@ -36,7 +36,10 @@ def mongo_uri() -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(store_url=f"sqlite:///{tmp_path / 'fhir.db'}", access_log=False)
+    # profiles off: these fixtures serve tests of other features, written with official examples,
+    # Synthea and hand-made resources (the profile tests build their own apps)
+    return Settings(store_url=f"sqlite:///{tmp_path / 'fhir.db'}", access_log=False, auth=False,
+                    enforce_profiles="off")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from fhir_server.api import http
+from fhir_server.api import access, http
 from fhir_server.api.routes import FhirBlueprint
 from fhir_server.errors import Issue, NotFound
 from fhir_server.fhir import structure
@@ -17,6 +17,7 @@ from fhir_server.search.compartments import compartments
 
 fhir = FhirBlueprint("fhir", __name__, url_prefix="/fhir")
 fhir.before_request(http.negotiate)
+fhir.before_request(access.authenticate)
 
 _READ_PARAMETERS = frozenset({"_summary", "_elements"})
 _STARTED = to_instant(now_us())

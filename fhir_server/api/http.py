@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from fhir_server.errors import (
     InvalidRequest,
@@ -40,8 +40,9 @@ CONTENT_TYPE = f"{FHIR_JSON}; charset=utf-8"
 
 
 def services() -> Services:
-    svc: Services = current_app.extensions["fhir"]
-    return svc
+    """The request's services: guarded by the caller's access when auth is on (api/access.py)."""
+    svc: Services | None = g.get("fhir_services")
+    return svc if svc is not None else current_app.extensions["fhir"]
 
 
 def base_url() -> str:

@@ -273,7 +273,7 @@ def test_update_as_create_when_enabled_and_public_base_url(tmp_path: Any) -> Non
 
     settings = Settings.from_env(
         {"FHIR_STORE": f"sqlite:///{tmp_path / 'f.db'}", "FHIR_ALLOW_UPDATE_CREATE": "true",
-         "FHIR_BASE_URL": "https://fhir.example.org/r4/", "FHIR_ACCESS_LOG": "0"})
+         "FHIR_BASE_URL": "https://fhir.example.org/r4/", "FHIR_ACCESS_LOG": "0", "FHIR_AUTH": "off"})
     client = create_app(settings).test_client()
     response = client.put("/fhir/Patient/card-holder-1", json={**PATIENT, "id": "card-holder-1"},
                           headers={"Content-Type": FHIR_JSON})

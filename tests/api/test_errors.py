@@ -50,7 +50,7 @@ def test_nesting_deeper_than_the_limit(client: FlaskClient) -> None:
 
 def test_body_over_the_size_limit(tmp_path: Path) -> None:
     settings = Settings(store_url=f"sqlite:///{tmp_path / 'f.db'}", max_body_bytes=1000,
-                        access_log=False)
+                        access_log=False, auth=False)
     client = create_app(settings).test_client()
     big = b'{"resourceType": "Patient", "id": "' + b"a" * 2000 + b'"}'
     _outcome(_post(client, big), 413)
@@ -117,7 +117,7 @@ def test_unexpected_exception_is_a_generic_outcome(app: Flask, client: FlaskClie
 
 def test_store_unavailable_is_503(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
-    settings = Settings(store_url=f"sqlite:///{db}", access_log=False)
+    settings = Settings(store_url=f"sqlite:///{db}", access_log=False, auth=False)
     app = create_app(settings)
     client = app.test_client()
     assert client.get("/readyz").status_code == 200

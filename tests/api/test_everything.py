@@ -85,7 +85,7 @@ def any_app(request: pytest.FixtureRequest, app: Flask) -> Iterator[Flask]:
 
     uri: str = request.getfixturevalue("mongo_uri")
     with fresh_database(uri) as db_uri:
-        settings = Settings(store_url=db_uri, access_log=False)
+        settings = Settings(store_url=db_uri, access_log=False, auth=False)
         store = open_store(settings)
         try:
             yield create_app(settings, store)

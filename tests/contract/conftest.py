@@ -101,4 +101,5 @@ def store(store_factory: NamedFactory, request: pytest.FixtureRequest) -> Iterat
 @pytest.fixture
 def settings(store_factory: NamedFactory) -> Settings:
     """The app's settings name the store under test (the ``app`` fixture pairs them)."""
-    return Settings(store_url=store_factory.url, access_log=False)
+    return Settings(store_url=store_factory.url, access_log=False, auth=False,
+                    enforce_profiles="off")  # profiles are tested in tests/api/test_validate.py

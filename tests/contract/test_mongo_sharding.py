@@ -29,7 +29,8 @@ from fhir_server.store.base import NewVersion
 from tests.contract.conftest import STORES, NamedFactory
 from tests.contract.test_search_equivalence import BASE, NOW, dataset
 
-SETTINGS = Settings(store_url="unused:", access_log=False)
+SETTINGS = Settings(store_url="unused:", access_log=False, auth=False,
+                    enforce_profiles="off")  # profiles are tested in tests/api/test_validate.py
 
 
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NamedFactory]:
