@@ -110,9 +110,10 @@ def conditional_delete(rtype: str) -> Response:
 
 
 def _searchset(types: list[str], pairs: list[tuple[str, str]], path: str,
-               compartment: search.Compartment | None = None) -> Response:
+               compartment: search.Compartment | None = None, explicit: bool = True) -> Response:
     doc = search.search(http.services(), http.base_url(), path, types, pairs,
-                        strict=not http.lenient(), compartment=compartment)
+                        strict=not http.lenient(), compartment=compartment,
+                        explicit_types=explicit)
     return http.json_response(doc)
 
 
@@ -126,22 +127,22 @@ def search_type_post(rtype: str) -> Response:
     return _searchset([rtype], http.form_pairs(), rtype)
 
 
-def _system_types(pairs: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+def _search_system(pairs: list[tuple[str, str]]) -> Response:
+    """Without ``_type``: every type (those the client may search); with it: those, each needing
+    search permission."""
     types = [t for k, v in pairs if k == "_type" for t in v.split(",") if t]
     rest = [(k, v) for k, v in pairs if k != "_type"]
-    return (types or sorted(structure.RESOURCE_TYPES)), rest
+    return _searchset(types or sorted(structure.RESOURCE_TYPES), rest, "", explicit=bool(types))
 
 
 @fhir.interaction("/", "GET", "search-system", "system")
 def search_system() -> Response:
-    types, rest = _system_types(http.query_pairs())
-    return _searchset(types, rest, "")
+    return _search_system(http.query_pairs())
 
 
 @fhir.interaction("/_search", "POST", "search-system", "system")
 def search_system_post() -> Response:
-    types, rest = _system_types(http.form_pairs())
-    return _searchset(types, rest, "")
+    return _search_system(http.form_pairs())
 
 
 @fhir.interaction("/<ctype>/<cid>/<rtype>", "GET", "search-compartment", "compartment")

@@ -34,12 +34,14 @@ from fhir_server.store import SearchQuery, StoredResource, Tx, UniqueViolation, 
 def read(svc: Services, rtype: str, rid: str) -> StoredResource:
     """https://hl7.org/fhir/R4/http.html#read: 404 if unknown, 410 if deleted."""
     check_type(rtype)
+    svc.access.require(rtype, "r")
     return current_or_raise(svc.store, rtype, rid)
 
 
 def vread(svc: Services, rtype: str, rid: str, version: str) -> StoredResource:
     """https://hl7.org/fhir/R4/http.html#vread: a deletion version answers 410."""
     check_type(rtype)
+    svc.access.require(rtype, "r")
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"{rtype}/{rid} has no version {version!r}")
     stored = svc.store.vread(rtype, rid, int(version))
@@ -83,6 +85,7 @@ def create(svc: Services, rtype: str, resource: Any, *,
     are a 412; the search and the create happen in one transaction.
     """
     check_type(rtype)
+    svc.access.require(rtype, "c")
     body = validate(resource, rtype)
     rid = new_id()
     return run_write(svc.store, lambda tx: create_in(tx, rtype, body, rid, if_none_exist))
@@ -116,6 +119,7 @@ def update(
 ) -> WriteResult:
     """https://hl7.org/fhir/R4/http.html#update: the body's id must equal the URL's."""
     check_type(rtype)
+    svc.access.require(rtype, "u")
     body = validate(resource, rtype)
     check_update_id(rtype, rid, body)
     return run_write(svc.store, lambda tx: update_in(tx, svc, rtype, rid, body, if_match))
@@ -152,6 +156,7 @@ def patch(
 ) -> WriteResult:
     """https://hl7.org/fhir/R4/http.html#patch with JSON Patch (RFC 6902); validated like update."""
     check_type(rtype)
+    svc.access.require(rtype, "u")
     document = json_patch(operations)
     return run_write(svc.store, lambda tx: patch_in(tx, rtype, rid, document, if_match))
 
@@ -168,6 +173,7 @@ def delete_in(tx: Tx, rtype: str, rid: str) -> WriteResult:
 def delete(svc: Services, rtype: str, rid: str) -> WriteResult:
     """https://hl7.org/fhir/R4/http.html#delete: soft delete; deleting again changes nothing."""
     check_type(rtype)
+    svc.access.require(rtype, "d")
     return run_write(svc.store, lambda tx: delete_in(tx, rtype, rid))
 
 
@@ -193,6 +199,7 @@ def conditional_update(svc: Services, rtype: str, where: ir.Node, resource: Any)
     """https://hl7.org/fhir/R4/http.html#cond-update: no match creates, one match is updated,
     several are a 412."""
     check_type(rtype)
+    svc.access.require(rtype, "u")
     body = validate(resource, rtype)
     return run_write(svc.store, lambda tx: conditional_update_in(tx, rtype, where, body))
 
@@ -214,6 +221,7 @@ def conditional_delete(svc: Services, rtype: str, where: ir.Node, *,
     """https://hl7.org/fhir/R4/http.html#cdelete: every match is deleted when ``multiple``;
     otherwise several matches are a 412."""
     check_type(rtype)
+    svc.access.require(rtype, "d")
     return run_write(svc.store,
                      lambda tx: conditional_delete_in(tx, svc, rtype, where, multiple))
 
@@ -231,5 +239,6 @@ def conditional_patch_in(tx: Tx, rtype: str, where: ir.Node,
 def conditional_patch(svc: Services, rtype: str, where: ir.Node, operations: Any) -> WriteResult:
     """https://hl7.org/fhir/R4/http.html#patch (conditional): exactly one match is patched."""
     check_type(rtype)
+    svc.access.require(rtype, "u")
     document = json_patch(operations)
     return run_write(svc.store, lambda tx: conditional_patch_in(tx, rtype, where, document))

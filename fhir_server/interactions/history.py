@@ -35,6 +35,7 @@ def history(
     """A ``history`` Bundle, newest first, paged by an opaque keyset cursor."""
     if rtype is not None:
         check_type(rtype)
+        svc.access.require(rtype, "s" if rid is None else "r")
         if rid is not None and svc.store.read(rtype, rid) is None:
             raise NotFound(f"{rtype}/{rid} is not known")
     count = parse_count(params.get("_count"), svc.settings.default_count, svc.settings.max_count)

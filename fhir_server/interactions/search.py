@@ -69,9 +69,10 @@ def _applied(request: SearchRequest) -> list[tuple[str, str]]:
     return [(k, v) for k, v in request.applied if k != "_cursor"]
 
 
-def _fingerprint(request: SearchRequest, compartment: Compartment | None) -> str:
+def _fingerprint(request: SearchRequest, compartment: Compartment | None, client: str | None) -> str:
+    """What a paging cursor is bound to: the query, and the client that ran it."""
     data = orjson.dumps([request.types, [list(p) for p in _applied(request)],
-                         [compartment.type, compartment.id] if compartment else None])
+                         [compartment.type, compartment.id] if compartment else None, client])
     return hashlib.sha256(data).hexdigest()[:16]
 
 
@@ -84,9 +85,14 @@ def search(
     *,
     strict: bool = True,
     compartment: Compartment | None = None,
+    explicit_types: bool = True,
 ) -> dict[str, Any]:
+    """``explicit_types`` False: a system search over every type (only those the client may
+    search are searched); otherwise each type needs search permission (403)."""
     for rtype in types:
         check_type(rtype)
+        if len(types) == 1 or explicit_types:
+            svc.access.require(rtype, "s")
     request = build_search(types, pairs, strict=strict, base_url=base,
                            terminology=svc.terminology)
     result = request.result
@@ -101,7 +107,7 @@ def search(
     settings = svc.settings
     count = settings.default_count if result.count is None else min(result.count,
                                                                     settings.max_count)
-    fingerprint = _fingerprint(request, compartment)
+    fingerprint = _fingerprint(request, compartment, svc.access.client_id)
     after: tuple[Any, ...] | None = None
     backwards = False
     if result.cursor is not None:
