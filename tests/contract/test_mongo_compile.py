@@ -64,11 +64,25 @@ def test_range_on_one_field_merges_operators() -> None:
                                 high={"$lte": 20})
 
 
-def test_same_operator_twice_on_a_field_keeps_both() -> None:
+def test_same_bound_twice_on_a_field_keeps_the_tighter() -> None:
+    # birthdate=gt1990&birthdate=gt2000 is one entry condition (a single-valued parameter): the
+    # repeated bound becomes the tighter one, a plain field document every server accepts
     node = ir.Entry("birthdate", "date", ir.And((ir.Cmp("low", "ge", ir.Timestamp(10)),
-                                                 ir.Cmp("low", "ge", ir.Timestamp(12)))))
+                                                 ir.Cmp("low", "ge", ir.Timestamp(12)),
+                                                 ir.Cmp("high", "lt", ir.Timestamp(30)),
+                                                 ir.Cmp("high", "lt", ir.Timestamp(20)),
+                                                 ir.Cmp("high", "gt", ir.Timestamp(15)),
+                                                 ir.Cmp("high", "gt", ir.Timestamp(15)))))
+    assert compile_(node) == em(p={"$eq": "birthdate"}, low={"$gte": 12},
+                                high={"$lt": 20, "$gt": 15})
+
+
+def test_same_operator_twice_otherwise_keeps_both() -> None:
+    node = ir.Entry("code", "token", ir.And((ir.Not(ir.Cmp("code", "eq", "a")),
+                                             ir.Not(ir.Cmp("code", "eq", "b")))))
     assert compile_(node) == {"idx": {"$elemMatch": {"$and": [
-        {"p": {"$eq": "birthdate"}, "low": {"$gte": 10}}, {"low": {"$gte": 12}}]}}}
+        {"p": {"$eq": "code"}, "code": {"$ne": None}}, {"code": {"$not": {"$eq": "a"}}},
+        {"code": {"$ne": None}}, {"code": {"$not": {"$eq": "b"}}}]}}}
 
 
 def test_row_or_becomes_an_or_of_elem_matches() -> None:

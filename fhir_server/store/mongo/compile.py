@@ -128,14 +128,31 @@ def dnf(node: ir.Node, ptype: str, negated: bool = False) -> list[Conj]:
     raise TypeError(f"not a row condition: {node}")
 
 
+_TIGHTER = {"$gt": max, "$gte": max, "$lt": min, "$lte": min}
+
+
+def _comparable(a: Any, b: Any) -> bool:
+    numbers = (int, float)
+    return (isinstance(a, str) and isinstance(b, str)) or (
+        isinstance(a, numbers) and isinstance(b, numbers)
+        and not isinstance(a, bool) and not isinstance(b, bool))
+
+
 def _field_doc(conds: list[Filter]) -> Filter | None:
-    """Operator documents on one field merged into one, or None if two use the same operator."""
+    """Operator documents on one field merged into one: an operator repeated with the same value
+    once, a bound repeated with comparable values as the tighter one (ANDed date ranges of a
+    single-valued parameter repeat ``$gt``...); None if some operator repeats otherwise."""
     merged: Filter = {}
     for cond in conds:
         for op, v in cond.items():
-            if op in merged:
+            if op not in merged:
+                merged[op] = v
+            elif merged[op] == v and type(merged[op]) is type(v):
+                continue
+            elif op in _TIGHTER and _comparable(merged[op], v):
+                merged[op] = _TIGHTER[op](merged[op], v)
+            else:
                 return None
-            merged[op] = v
     return merged
 
 
@@ -146,7 +163,7 @@ def elem_match(param: str, conj: Conj) -> Filter:
         merged = _field_doc(conds)
         if merged is not None:
             match[name] = merged
-        else:  # e.g. two ranges on one field: a real server takes $and inside $elemMatch
+        else:  # e.g. two negations on one field: a real server takes $and inside $elemMatch
             match[name] = conds[0]
             extra.extend({name: c} for c in conds[1:])
     if extra:
