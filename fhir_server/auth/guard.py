@@ -153,7 +153,7 @@ class GuardedTx(_GuardedReads):
         self.inner = self.tx = inner
         self.access = access
 
-    def put(self, new: NewVersion, expected_version: int) -> None:
+    def put(self, new: NewVersion, expected_version: int) -> NewVersion:
         letter = "d" if new.body is None else ("c" if expected_version == 0 else "u")
         self.access.require(new.type, letter)
         writable = self.access.writable(new.type, letter)
@@ -169,6 +169,7 @@ class GuardedTx(_GuardedReads):
         if new.body is not None and writable is not None and not self._matches(new, writable):
             raise Forbidden(f"This {new.type} would fall outside the records your organisation"
                             " may write (data policy)")
+        return new
 
     def _matches(self, new: NewVersion, where: ir.Node) -> bool:
         query = SearchQuery((new.type,), ir.all_of((ir.IdIn((new.id,)), where)), limit=1)

@@ -176,8 +176,8 @@ def put(
         stamped = stamp(resolve_card_references(tx, resource), rid, version, ts)
         new = NewVersion(rtype, rid, version, ts, method, jsonio.dumps(stamped),
                          tuple(index.extract(stamped)), card_claims(stamped))
-    tx.put(new, current.version if current else 0)
-    return StoredResource(rtype, rid, version, ts, method, new.body)
+    written = tx.put(new, current.version if current else 0) or new  # as a guarded tx stamped it
+    return StoredResource(rtype, rid, version, ts, method, written.body)
 
 
 def run_write(store: Store, work: Callable[[Tx], T]) -> T:

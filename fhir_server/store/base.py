@@ -132,11 +132,13 @@ class Reader(Protocol):
 class Tx(Reader, Protocol):
     """A write transaction. Everything put inside commits together or not at all."""
 
-    def put(self, new: NewVersion, expected_version: int) -> None:
+    def put(self, new: NewVersion, expected_version: int) -> NewVersion | None:
         """Write ``new`` if the current version is ``expected_version`` (0: must not exist).
 
         Raises :class:`VersionConflict` otherwise, and :class:`UniqueViolation` when one of
         ``new.claims`` belongs to another resource. The resource's previous claims are released.
+        Returns the version as written when it differs from ``new`` (a guarded transaction stamps
+        the writer's ownership, :mod:`fhir_server.auth.guard`), else None.
         """
 
 
