@@ -163,6 +163,12 @@ def check_policy(criteria: str) -> str:
         raise ClientError(f"policy {criteria!r}: only compartment:Patient?query is supported")
     if rtype != "*" and rtype not in structure.RESOURCE_TYPES:
         raise ClientError(f"policy {criteria!r}: {rtype!r} is not an R4 resource type")
+    from fhir_server.auth.policy import check_rule  # the search core, loaded when needed
+
+    try:
+        check_rule(criteria)
+    except ValueError as exc:
+        raise ClientError(str(exc)) from None
     return criteria
 
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 
 from fhir_server.auth.grants import Grant
 from fhir_server.auth.scopes import allows
-from fhir_server.errors import Forbidden
+from fhir_server.errors import FhirError, Forbidden
 from fhir_server.search import ir
 from fhir_server.search.compartments import compartment_params, compartment_types
 from fhir_server.search.query import build_search
@@ -176,7 +176,27 @@ class Access:
 
 
 def _criteria(rtype: str, pairs: Any) -> ir.Node:
-    return build_search((rtype,), list(pairs), strict=True).where
+    try:
+        return build_search((rtype,), list(pairs), strict=True).where
+    except FhirError:  # checked at registration (check_rule); a rule that no longer compiles denies
+        return NOTHING
+
+
+def check_rule(rule: str) -> None:
+    """Raise ValueError unless ``rule`` compiles for the type(s) it names (placeholders filled
+    with sample values); used when a client is registered."""
+    sample = Access(None, "https://example.org/fhir")
+    text = (rule.replace("{organization}", "Organization/x")
+            .replace("{record-owner}", f"{sample.canonical}/{OWNER_TAG_PATH}|x")
+            .replace("{canonical}", sample.canonical))
+    m = _RULE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"policy {rule!r} is not of the form [write:|compartment:]Type?query")
+    rtype = "Basic" if m["type"] == "*" else m["type"]
+    try:
+        build_search((rtype,), parse_qsl(m["query"], keep_blank_values=True), strict=True)
+    except FhirError as exc:
+        raise ValueError(f"policy {rule!r}: {exc.message}") from None
 
 
 def _and(a: ir.Node | None, b: ir.Node | None) -> ir.Node | None:

@@ -122,3 +122,16 @@ def test_registry(tmp_path: Path) -> None:
             registry.suspend("c1")
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("rule", ["Patient?nosuch=1", "Encounter?subject:Nope.name=x",
+                                  "write:*?_tag=a|b|c|d", "compartment:Patient?birthdate=notadate"])
+def test_policy_queries_must_compile(rule: str) -> None:
+    with pytest.raises(ClientError, match="policy"):
+        check_policy(rule)
+
+
+def test_every_role_preset_policy_compiles() -> None:
+    for role in ROLES.values():
+        for rule in role.policy:
+            assert check_policy(rule) == rule
