@@ -1,5 +1,7 @@
 # ehc-fhir: two commands on a fresh machine with Python 3.11:
-#   make run    virtualenv, install, seed a demo population, serve on http://127.0.0.1:8080/fhir
+#   make run    virtualenv, install, seed a demo population, register demo OAuth clients (one per
+#               role, keys in data/keys, git-ignored), serve on http://127.0.0.1:8080/fhir with
+#               auth on (FHIR_AUTH=off make run: everything open, local development only)
 #   make test   virtualenv, install with test extras, lint, type-check and run every test
 #               (MongoDB tests: against $$FHIR_TEST_MONGO_URI if set, else the mongoeco emulator, which
 #               needs Python 3.13 in its own virtualenv .venv-mongo; skipped, saying why, without one)
@@ -11,6 +13,7 @@ PORT   ?= 8080
 PATIENTS ?= 200
 DATA_DIR ?= data
 STORE  ?= sqlite:///$(DATA_DIR)/fhir.db
+KEYS_DIR ?= $(DATA_DIR)/keys
 # The mongoeco MongoDB wire-protocol emulator (tests only) needs Python 3.13: pyenv's, else one on PATH.
 ifndef PYTHON313
 PYTHON313 := $(shell { ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 \
@@ -24,7 +27,7 @@ MONGO_VENV ?= .venv-mongo
 MONGOECO_REQ ?= mongoeco>=4.11,<5
 PYMONGO_REQ  ?= pymongo>=4.6,<5
 
-.PHONY: run serve seed test lint typecheck pytest mongo-env bench extract clean
+.PHONY: run demo-clients serve seed test lint typecheck pytest mongo-env bench extract clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,11 +44,19 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/fhir-server seed --patients $(PATIENTS) --if-empty --store $(STORE)
 	@echo
+	@$(MAKE) --no-print-directory demo-clients
+	@echo
 	@echo "FHIR base URL: http://$(HOST):$(PORT)/fhir"
-	@echo "Try:  curl -s 'http://$(HOST):$(PORT)/fhir/metadata' | head -c 300; echo"
-	@echo "      curl -s 'http://$(HOST):$(PORT)/fhir/Patient/_history?_count=1'"
+	@echo "Try:  curl -s 'http://$(HOST):$(PORT)/fhir/metadata' | head -c 300; echo   (public)"
+	@echo "      curl -s 'http://$(HOST):$(PORT)/fhir/.well-known/smart-configuration'"
 	@echo
 	$(BIN)/fhir-server serve --host $(HOST) --port $(PORT) --store $(STORE)
+
+# One OAuth client per role (two hospitals, insurer, MCH programme, referral partner) for the
+# seeded organisations; idempotent. Private keys go to $(KEYS_DIR) (mode 0600, outside git).
+demo-clients: $(VENV)/.installed
+	@$(BIN)/python scripts/demo_clients.py --store $(STORE) --keys $(KEYS_DIR) \
+	  --url http://$(HOST):$(PORT) --fhir-server $(BIN)/fhir-server
 
 test: $(VENV)/.installed-test lint typecheck pytest
 
