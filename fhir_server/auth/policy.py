@@ -177,9 +177,33 @@ class Access:
 
 def _criteria(rtype: str, pairs: Any) -> ir.Node:
     try:
-        return build_search((rtype,), list(pairs), strict=True).where
+        return _one_resource_per_link(build_search((rtype,), list(pairs), strict=True).where)
     except FhirError:  # checked at registration (check_rule); a rule that no longer compiles denies
         return NOTHING
+
+
+def _one_resource_per_link(node: ir.Node) -> ir.Node:
+    """In a policy rule, ``_has`` conditions through the same link describe ONE resource:
+    ``_has:ServiceRequest:subject:performer=X&_has:ServiceRequest:subject:status=active`` is "a
+    ServiceRequest with performer X that is active" (plain FHIR search would accept two different
+    ServiceRequests, which would let a completed referral to X and an active one elsewhere open a
+    patient's record)."""
+    if not isinstance(node, ir.And):
+        return node
+    merged: dict[tuple[str, str], int] = {}
+    items: list[ir.Node] = []
+    for item in node.items:
+        if isinstance(item, ir.Has):
+            key = (item.type, item.param)
+            if key in merged:
+                first = items[merged[key]]
+                assert isinstance(first, ir.Has)
+                items[merged[key]] = ir.Has(item.type, item.param,
+                                            ir.all_of((first.query, item.query)))
+                continue
+            merged[key] = len(items)
+        items.append(item)
+    return ir.all_of(items)
 
 
 def check_rule(rule: str) -> None:

@@ -20,6 +20,8 @@ Data policy criteria (repeatable; replace the role's default policy when given):
   compartment:Patient?query
                           every type in the Patient compartment is restricted to the compartments
                           of the Patients matching query
+  In a rule, _has conditions through the same link (_has:ServiceRequest:subject:...) are about
+  ONE resource: performer=X and status=active means one active ServiceRequest to X.
   Placeholders: {organization} (the client's Organization/ID), {record-owner} (the tag of records
   owned by the client's organisation), {canonical} (the server's canonical base URL)."""
 

@@ -71,6 +71,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Flask, dict[str, str], dict[str, str
     _put(svc, "ServiceRequest", "sr2", {
         "resourceType": "ServiceRequest", "status": "completed", "intent": "order",
         "subject": {"reference": "Patient/p2"}, "performer": [{"reference": "Organization/ref"}]})
+    _put(svc, "ServiceRequest", "sr3", {  # an active referral of p2, but to another organisation
+        "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/p2"}, "performer": [{"reference": "Organization/h1"}]})
     _put(svc, "Immunization", "i1", {
         "resourceType": "Immunization", "status": "completed", "patient": {"reference": "Patient/p1"},
         "vaccineCode": {"text": "HepB"}, "occurrenceDateTime": "2020-01-02"})
@@ -153,7 +156,8 @@ def test_referral_partner_sees_only_referred_patients(world: Any) -> None:
     assert _ids(_get(client, tok, "/fhir/Patient")) == {"Patient/p1"}
     assert _ids(_get(client, tok, "/fhir/Encounter")) == {f"Encounter/{ids['e1']}"}
     assert _ids(_get(client, tok, "/fhir/Immunization")) == {"Immunization/i1"}
-    # the referrals to it, and the referred patient's history (sr2 is completed: p2 not referred)
+    # the referrals to it, and the referred patient's history (p2 has a completed referral to it
+    # and an active one elsewhere: not an active referral to it, so p2 stays closed)
     assert _ids(_get(client, tok, "/fhir/ServiceRequest")) == {"ServiceRequest/sr1",
                                                                "ServiceRequest/sr2"}
     assert _get(client, tok, "/fhir/Patient?_summary=count")["total"] == 1
