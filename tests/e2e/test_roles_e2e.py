@@ -475,6 +475,28 @@ def test_referral_partner_gets_the_history_of_its_patients(world: World) -> None
     assert searched == (200, set())
 
 
+def test_includes_add_only_what_the_client_may_see(world: World) -> None:
+    """The partner's completed referral points at a patient it may not see: ``_include`` must
+    not bring that patient in; ``_revinclude`` from the insurer's Patients must not bring in what
+    the insurer cannot read."""
+    expected = expected_visible(world)
+    bundle = world["referral"].call(
+        "GET", "ServiceRequest?_count=1000&_include=ServiceRequest:subject").json()
+    included = {e["resource"]["id"] for e in bundle.get("entry", [])
+                if e["search"]["mode"] == "include"}
+    assert world.mine["referred-patient"] in included
+    assert included == expected["referral", "Patient"][1] & {
+        r.partition("/")[2] for i in expected["referral", "ServiceRequest"][1]
+        for r in ref(raw(world.db, "ServiceRequest")[i], "subject")}
+    assert world.mine["not-referred-patient"] not in included
+
+    bundle = world["insurer"].call(
+        "GET", "Patient?_count=1000&_revinclude=Encounter:subject&_revinclude=Immunization:patient"
+    ).json()
+    kinds = {(e["resource"]["resourceType"], e["search"]["mode"]) for e in bundle["entry"]}
+    assert kinds == {("Patient", "match"), ("Encounter", "include")}
+
+
 def test_an_active_referral_elsewhere_does_not_open_a_completed_one(world: World) -> None:
     """The patient with only a *completed* referral to the partner gets an active referral to
     hospital B: the partner must still not see them (the same referral must be both active and
