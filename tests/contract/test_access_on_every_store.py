@@ -1,7 +1,8 @@
 """Enforcement (SECURITY.md "Enforcement"): scopes ∩ data policy inside every kind of access, with real
-tokens from the real token endpoint. Each role sees and changes exactly what it should, and the leak
-paths (_include, _revinclude, chains, _has, $everything, history, batch and transaction entries,
-paging links of another client) give nothing away.
+tokens from the real token endpoint, on every store (the filters are IR each store compiles). Each
+role sees and changes exactly what it should, and the leak paths (_include, _revinclude, chains,
+_has, $everything, history, batch and transaction entries, paging links of another client) give
+nothing away.
 
 The data is written through the server's own services without a token (server-side set-up), except
 the hospital Encounters, which the hospitals create themselves so they carry their record-owner tag.
@@ -20,7 +21,7 @@ from flask.testing import FlaskClient
 
 from fhir_server.app import create_app
 from fhir_server.config import DEFAULT_CANONICAL_BASE, Settings
-from fhir_server.store.sqlite import SqliteStore
+from tests.contract.conftest import NamedFactory
 from tests.oauth import ec_key, get_token, register
 
 FHIR_JSON = "application/fhir+json"
@@ -50,10 +51,10 @@ def _encounter(subject: str, provider: str, mch: bool = False) -> dict[str, Any]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Flask, dict[str, str], dict[str, str]]]:
-    settings = Settings(store_url=f"sqlite:///{tmp_path / 'a.db'}", access_log=False, auth=True,
+def world(store_factory: NamedFactory) -> Iterator[tuple[Flask, dict[str, str], dict[str, str]]]:
+    settings = Settings(store_url=store_factory.url, access_log=False, auth=True,
                         enforce_profiles="off")
-    store = SqliteStore.from_url(settings.store_url)
+    store = store_factory()
     app = create_app(settings, store)
     svc = app.extensions["fhir"]
     for name, role in ROLES.items():
@@ -256,6 +257,7 @@ def test_hospital_changes_only_its_own_records(world: Any) -> None:
     assert _get(client, tokens["h2"], f"/fhir/Encounter/{ids['e2']}")["status"] == "finished"
 
 
+@pytest.mark.store_requires("transactions")
 def test_forbidden_transaction_entry_writes_nothing_and_batch_entry_fails_alone(world: Any) -> None:
     app, tokens, ids = world
     client = app.test_client()
