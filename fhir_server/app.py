@@ -12,6 +12,7 @@ from fhir_server.api import (
     observability,
     operation_views,
     terminology_views,
+    validate_views,
 )
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
@@ -19,7 +20,7 @@ from fhir_server.interactions.context import Services
 from fhir_server.store import Store, open_store
 
 #: The modules whose views add routes to the ``fhir`` blueprint (imported for that).
-VIEW_MODULES = (fhir_views, bundle_views, operation_views, terminology_views)
+VIEW_MODULES = (fhir_views, bundle_views, operation_views, terminology_views, validate_views)
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Flask:

@@ -13,6 +13,7 @@ from fhir_server.interactions import crud, search
 from fhir_server.interactions.capabilities import capability_statement
 from fhir_server.interactions.history import HISTORY_PARAMETERS, history
 from fhir_server.interactions.resources import WriteResult
+from fhir_server.profiles.enforcement import write_warnings
 from fhir_server.search.compartments import compartments
 
 fhir = FhirBlueprint("fhir", __name__, url_prefix="/fhir")
@@ -65,7 +66,9 @@ def _written(result: WriteResult, status: int) -> Response:
         verb = "Created" if result.created else "Updated"
         issue = Issue("information", "informational",
                       f"{verb} {stored.type}/{stored.id} version {stored.version}")
-        return http.outcome_response([issue], status, {**where, **http.version_headers(stored)})
+        warnings = write_warnings(http.services().settings, stored.body)  # profile warnings
+        return http.outcome_response([issue, *warnings], status,
+                                     {**where, **http.version_headers(stored)})
     return http.resource_response(stored, status, where)
 
 

@@ -10,6 +10,8 @@ from fhir_server import FHIR_VERSION, __version__
 from fhir_server.auth.discovery import capability_security
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
+from fhir_server.profiles.enforcement import enforcement
+from fhir_server.profiles.model import CORE_SD
 from fhir_server.search.compartments import compartments
 from fhir_server.search.params import registry
 
@@ -33,6 +35,8 @@ def capability_statement(
     system_codes = sorted(c for c, level in pairs if level == "system")
     searchable = "search-type" in type_codes
     params = registry()
+    rules = enforcement(settings)  # local profiles: supportedProfile, enforced ones: profile
+    registry_ = rules.registry
     resources = []
     for rtype in sorted(structure.RESOURCE_TYPES):
         entry: dict[str, Any] = {
@@ -55,10 +59,15 @@ def capability_statement(
                 {"name": code, "definition": p.url, "type": p.type}
                 for code, p in sorted(params.for_type(rtype).items())
                 if p.type != "special" and p.expression]
-        if rtype in operations:
+        profiles = registry_.for_type(rtype)
+        enforced = rules.by_type.get(rtype, ()) if rules.names else ()
+        entry["profile"] = enforced[0] if len(enforced) == 1 else CORE_SD + rtype
+        if profiles:
+            entry["supportedProfile"] = sorted(p.url for p in profiles)
+        if rtype in operations or "Resource" in operations:  # Resource/$x: every type has it
             entry["operation"] = [
-                {"name": name, "definition": f"http://hl7.org/fhir/OperationDefinition/{rtype}-{name}"}
-                for name in operations[rtype]]
+                {"name": name, "definition": f"http://hl7.org/fhir/OperationDefinition/{t}-{name}"}
+                for t in (rtype, "Resource") for name in operations.get(t, ())]
         resources.append(entry)
     rest: dict[str, Any] = {"mode": "server", "resource": resources}
     if system_codes:

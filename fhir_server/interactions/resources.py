@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fhir_server.config import Settings
 from fhir_server.errors import (
     Conflict,
     Gone,
@@ -20,6 +21,7 @@ from fhir_server.errors import (
 from fhir_server.fhir import jsonio, structure
 from fhir_server.fhir.identifiers import DEFAULT_CANONICAL_BASE, identifier_systems
 from fhir_server.fhir.instants import now_us, to_instant
+from fhir_server.profiles.enforcement import Enforcement, enforcement
 from fhir_server.search import index, ir
 from fhir_server.store import (
     NewVersion,
@@ -48,12 +50,27 @@ def check_type(rtype: str) -> None:
 
 
 def validate(resource: Any, rtype: str) -> dict[str, Any]:
-    """Structural R4 validation; raises 400 with every issue found."""
+    """Structural R4 validation (400 with every issue found), then the profiles the resource
+    declares or its type must conform to (422 on errors; see ``profiles/enforcement.py``)."""
     issues = structure.validate(resource, rtype)
     if issues:
         raise InvalidResource(issues[0].diagnostics, issues=issues)
     assert isinstance(resource, dict)
+    if _profiles is not None:
+        _profiles.enforce(resource)
     return resource
+
+
+_profiles: Enforcement | None = None
+
+
+def use_profiles(settings: Settings) -> None:
+    """Set the profile rules writes are checked against (from ``FHIR_ENFORCE_PROFILES``)."""
+    global _profiles
+    chosen = enforcement(settings)
+    if chosen is not _profiles:
+        chosen.load()
+        _profiles = chosen
 
 
 def new_id() -> str:

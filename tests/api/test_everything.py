@@ -85,7 +85,7 @@ def any_app(request: pytest.FixtureRequest, app: Flask) -> Iterator[Flask]:
 
     uri: str = request.getfixturevalue("mongo_uri")
     with fresh_database(uri) as db_uri:
-        settings = Settings(store_url=db_uri, access_log=False, auth=False)
+        settings = Settings(store_url=db_uri, access_log=False, auth=False, enforce_profiles="off")
         store = open_store(settings)
         try:
             yield create_app(settings, store)
@@ -236,9 +236,10 @@ def test_capability_statement_lists_the_operations(client: FlaskClient) -> None:
     patient = next(r for r in doc["rest"][0]["resource"] if r["type"] == "Patient")
     assert patient["operation"] == [
         {"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-        {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"}]
+        {"name": "match", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+        {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
     observation = next(r for r in doc["rest"][0]["resource"] if r["type"] == "Observation")
-    assert "operation" not in observation
+    assert [o["name"] for o in observation["operation"]] == ["validate"]
 
 
 def test_everything_on_a_seeded_patient(app: Flask) -> None:

@@ -35,7 +35,8 @@ SYNTHEA = ("Abdul_Koepp_e925b0f3-8006-43f6-aa31-94bd215e55e7.json",
 
 
 def _app(folder: Path, resources: list[dict[str, Any]]) -> Iterator[Flask]:
-    settings = Settings(store_url=f"sqlite:///{folder / 'fhir.db'}", access_log=False, auth=False)
+    settings = Settings(store_url=f"sqlite:///{folder / 'fhir.db'}", access_log=False, auth=False,
+                        enforce_profiles="off")
     store = SqliteStore.from_url(settings.store_url)
     app = create_app(settings, store)
     load(app.extensions["fhir"], resources)

@@ -24,7 +24,8 @@ def _patient(**extra: Any) -> dict[str, Any]:
 
 def _app(store: Store, tmp_path: Path) -> Any:
     return create_app(Settings(store_url=f"sqlite:///{tmp_path / 'unused.db'}",
-                               access_log=False, auth=False), store).test_client()
+                               access_log=False, auth=False, enforce_profiles="off"),
+                      store).test_client()
 
 
 def test_a_second_patient_with_the_same_card_is_refused(store: Store, tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def _paged_ids(store: Store, rtype: str, where: ir.Node, sort: tuple[SortSpec, .
 def test_sqlite_and_mongodb_find_the_same(sqlite_store: Store, mongo_store: Store,
                                           seed: int) -> None:
     resources = dataset(seed)
-    settings = Settings(store_url="unused:", access_log=False, auth=False)
+    settings = Settings(store_url="unused:", access_log=False, auth=False, enforce_profiles="off")
     for store in (sqlite_store, mongo_store):
         assert load(Services(settings, store), jsonio.loads(jsonio.dumps(resources))) == len(resources)
     rng = random.Random(seed * 1000 + 9)

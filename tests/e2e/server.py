@@ -31,7 +31,8 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         self.root = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "FHIR_ACCESS_LOG": "1", "FHIR_AUTH": "off", **(env or {})}
+        self.env = {**os.environ, "FHIR_ACCESS_LOG": "1", "FHIR_AUTH": "off",
+                    "FHIR_ENFORCE_PROFILES": "off", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = db.parent / f"server-{self.port}.log"
 
