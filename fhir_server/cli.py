@@ -91,7 +91,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 SHARD_KEYS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("resources", {"pc": "hashed"}),
     ("history", {"type": 1, "id": 1}),
-    ("identifiers", {"_id": "hashed"}),
+    ("claims", {"_id": "hashed"}),
 )
 
 
