@@ -260,9 +260,41 @@ ENC_CLASS = {
     "AMB": ("ambulatory", "11429006", "Consultation"),
     "EMER": ("emergency", "50849002", "Emergency room admission"),
     "IMP": ("inpatient encounter", "32485007", "Hospital admission"),
+    "HH": ("home health", "439708006", "Home visit"),
 }
 SITES = {"1": "左上臂", "2": "右上臂", "3": "左大腿", "4": "右大腿", "5": "左臀部", "6": "右臀部",
          "7": "口服"}
+#: mch-visit-type child health checks: (code, display, age in days, encounter class)
+CHILD_CHECKS = (
+    ("newborn-visit", "新生儿家庭访视", 5, "HH"),
+    ("child-check-1m", "满月健康检查", 28, "AMB"),
+    ("child-check-3m", "3月龄健康检查", 91, "AMB"),
+    ("child-check-6m", "6月龄健康检查", 182, "AMB"),
+    ("child-check-8m", "8月龄健康检查", 243, "AMB"),
+    ("child-check-12m", "12月龄健康检查", 365, "AMB"),
+    ("child-check-18m", "18月龄健康检查", 548, "AMB"),
+    ("child-check-24m", "24月龄健康检查", 730, "AMB"),
+    ("child-check-30m", "30月龄健康检查", 913, "AMB"),
+    ("child-check-36m", "36月龄健康检查", 1095, "AMB"),
+    ("child-check-4y", "4岁健康检查", 1461, "AMB"),
+    ("child-check-5y", "5岁健康检查", 1826, "AMB"),
+    ("child-check-6y", "6岁健康检查", 2191, "AMB"),
+)
+CHILD_CHECK_RATE = 0.85  # share of due checks that took place
+#: prenatal checks: (code, display, earliest week, latest week of gestation)
+PRENATAL_VISITS = (
+    ("prenatal-1", "第1次产前检查(孕13周前，建册)", 8, 12),
+    ("prenatal-2", "第2次产前检查(孕16~20周)", 16, 20),
+    ("prenatal-3", "第3次产前检查(孕21~24周)", 21, 24),
+    ("prenatal-4", "第4次产前检查(孕28~36周)", 28, 36),
+    ("prenatal-5", "第5次产前检查(孕37~40周)", 37, 38),
+)
+#: after delivery: (code, display, days after delivery, encounter class)
+POSTPARTUM_VISITS = (
+    ("postpartum-visit", "产后访视(出院后7日内)", 5, "HH"),
+    ("postpartum-42d", "产后42天健康检查", 42, "AMB"),
+)
+PREGNANCY_RATE = 0.2  # women aged 20-40 with a pregnancy in the last 14 months
 MARITAL = {"S": ("Never Married", "10", "未婚"), "M": ("Married", "20", "已婚"),
            "W": ("Widowed", "30", "丧偶"), "D": ("Divorced", "40", "离婚")}
 
@@ -357,6 +389,7 @@ class _Generator:
         p = self.make_person(i)
         yield self.build_patient(p)
         yield from self.encounters(p)
+        yield from self.mch_visits(p)
         if _age_years(p.birth, self.today) <= 6:
             yield from self.immunizations(p)
         elif _age_years(p.birth, self.today) >= 18 and p.rng.random() < REFERRAL_RATE:
@@ -435,6 +468,9 @@ class _Generator:
             "postalCode": p.district.postal_code,
             "country": "CN",
         }
+        if p.cin[:6] == p.district.code:  # registered (户籍) where they live
+            address["extension"].append({"url": ids.ext_household_registration(base),
+                                         "valueBoolean": True})
         res: Resource = {
             "resourceType": "Patient",
             "id": p.pid,
@@ -490,8 +526,12 @@ class _Generator:
 
     # -- encounters
     def _encounter(self, p: Person, k: int, cls: str, org: OrgSpec, start_day: date,
-                   reason: tuple[str, str], based_on: str | None = None) -> Resource:
-        rng = p.rng
+                   reason: tuple[str, str] | None, based_on: str | None = None,
+                   rng: random.Random | None = None,
+                   visit_type: tuple[str, str] | None = None) -> Resource:
+        """One visit; ``visit_type`` (an MCH visit code) replaces the SNOMED type, ``rng`` the
+        patient's main random stream."""
+        rng = rng or p.rng
         staff = rng.choice(STAFF[org.key][:-1])
         start_min = self._day_minutes(rng)
         if cls == "IMP":
@@ -520,7 +560,8 @@ class _Generator:
             }],
             "status": "finished",
             "class": coding(ids.CS_V3_ACT_CODE, cls, class_display),
-            "type": [cc(ids.CS_SNOMED, type_code, type_display)],
+            "type": [cc(self.cs.mch_visit_type, *visit_type, visit_type[1]) if visit_type
+                     else cc(ids.CS_SNOMED, type_code, type_display)],
             "subject": ref("Patient", p.pid, p.name),
         }
         if based_on:
@@ -531,7 +572,8 @@ class _Generator:
             "individual": ref("Practitioner", staff.pid, staff.name),
         }]
         res["period"] = {"start": fhir_dt(start_day, start_min), "end": fhir_dt(end_day, end_min)}
-        res["reasonCode"] = [cc(ids.CS_ICD10, reason[0], reason[1], reason[1])]
+        if reason:
+            res["reasonCode"] = [cc(ids.CS_ICD10, reason[0], reason[1], reason[1])]
         res["serviceProvider"] = ref("Organization", org_id(org), org.name)
         return res
 
@@ -556,6 +598,45 @@ class _Generator:
             table = {"IMP": ICD10_IMP, "EMER": ICD10_EMER}.get(
                 cls, ICD10_CHILD if child else ICD10_ADULT)
             yield self._encounter(p, k, cls, org, day, rng.choice(table))
+
+    # -- maternal and child health (DOMAIN.md §7): own random stream, so adding them changed
+    # nothing else of the output
+    def mch_visits(self, p: Person) -> Iterator[Resource]:
+        rng = random.Random(f"ehc-seed:{self.seed}:mch:{p.index}")
+        age = _age_years(p.birth, self.today)
+        if age <= 6:
+            yield from self._child_checks(p, rng)
+        elif p.sex == "female" and 20 <= age <= 40 and rng.random() < PREGNANCY_RATE:
+            yield from self._pregnancy(p, rng)
+
+    def _child_checks(self, p: Person, rng: random.Random) -> Iterator[Resource]:
+        k = 50
+        for code, display, days, cls in CHILD_CHECKS:
+            day = p.birth + timedelta(days=days + rng.randint(0, 10))
+            if day >= self.today or rng.random() > CHILD_CHECK_RATE:
+                continue
+            org = p.chc if cls == "HH" or rng.random() < 0.7 else ORG_BY_KEY["mch-1"]
+            yield self._encounter(p, k, cls, org, day, None, rng=rng, visit_type=(code, display))
+            k += 1
+
+    def _pregnancy(self, p: Person, rng: random.Random) -> Iterator[Resource]:
+        lmp = self.today - timedelta(days=rng.randint(60, 420))
+        k = 70
+        for code, display, week_lo, week_hi in PRENATAL_VISITS:
+            day = lmp + timedelta(days=7 * rng.randint(week_lo, week_hi) + rng.randint(0, 6))
+            if day >= self.today:
+                return
+            yield self._encounter(p, k, "AMB", ORG_BY_KEY["mch-1"], day, None, rng=rng,
+                                  visit_type=(code, display))
+            k += 1
+        delivered = lmp + timedelta(days=7 * 39 + rng.randint(0, 10))
+        for code, display, after, cls in POSTPARTUM_VISITS:
+            day = delivered + timedelta(days=after + rng.randint(0, 3))
+            if day >= self.today:
+                return
+            org = p.chc if cls == "HH" else ORG_BY_KEY["mch-1"]
+            yield self._encounter(p, k, cls, org, day, None, rng=rng, visit_type=(code, display))
+            k += 1
 
     # -- immunisations
     def immunizations(self, p: Person) -> Iterator[Resource]:
@@ -762,7 +843,7 @@ def generate(
 
 
 FIXED_RESOURCES = len(ORGS) + 2 * STAFF_PER_ORG * len(PROVIDERS)
-AVG_RESOURCES_PER_PATIENT = 9.5  # measured on 2 000 patients at SEED_REFERENCE_DATE
+AVG_RESOURCES_PER_PATIENT = 12.3  # measured on 2 000 patients at SEED_REFERENCE_DATE
 
 
 def total_hint(patients: int) -> int:

@@ -28,6 +28,7 @@ SYS = identifier_systems()
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 SCHEMA_PATH = SHARED / "fhir-r4" / "fhir.schema.json"
 NIP = "https://fhir.demo-city.health.cn/CodeSystem/cn-nip-vaccine"
+MCH = "https://fhir.demo-city.health.cn/CodeSystem/mch-visit-type"
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -322,9 +323,49 @@ def test_encounters(population: list[dict[str, Any]]) -> None:
         assert (i["system"], i["value"]) not in values
         values.add((i["system"], i["value"]))
         assert len(i["value"]) <= 30
-        assert e["class"]["code"] in ("AMB", "EMER", "IMP")
+        assert e["class"]["code"] in ("AMB", "EMER", "IMP", "HH")
         assert e["period"]["start"] <= e["period"]["end"]
-        assert e["reasonCode"][0]["coding"][0]["system"] == "http://hl7.org/fhir/sid/icd-10"
+        if e["type"][0]["coding"][0]["system"] != MCH:
+            assert e["reasonCode"][0]["coding"][0]["system"] == "http://hl7.org/fhir/sid/icd-10"
+
+
+def _mch_visits(resources: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """Patient reference -> (visit code, start) of its MCH encounters, in order."""
+    out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for e in by_type(resources, "Encounter"):
+        coding = e["type"][0]["coding"][0]
+        if coding["system"] == MCH:
+            out[e["subject"]["reference"]].append((coding["code"], e["period"]["start"]))
+    return out
+
+
+def test_mch_visits() -> None:
+    rs = list(generate(300, seed=1, today=TODAY))
+    patients = {f"Patient/{p['id']}": p for p in by_type(rs, "Patient")}
+    visits = _mch_visits(rs)
+    children = prenatal = 0
+    for subject, seen in visits.items():
+        patient = patients[subject]
+        born = date.fromisoformat(patient["birthDate"])
+        age = TODAY.year - born.year - ((TODAY.month, TODAY.day) < (born.month, born.day))
+        codes = [c for c, _ in seen]
+        starts = [s for _, s in seen]
+        assert starts == sorted(starts) and all(s[:10] < TODAY.isoformat() for s in starts)
+        if codes[0].startswith(("child-check", "newborn")):
+            children += 1
+            assert age <= 6, (subject, age)  # child health checks are for children under 7
+            assert all(c.startswith(("child-check", "newborn")) for c in codes)
+            assert all(s[:10] >= patient["birthDate"] for s in starts)
+        else:
+            prenatal += 1
+            assert patient["gender"] == "female" and 20 <= age <= 40
+            assert codes == [c for c in ("prenatal-1", "prenatal-2", "prenatal-3", "prenatal-4",
+                                         "prenatal-5", "postpartum-visit", "postpartum-42d")
+                             ][:len(codes)]
+    assert children > 50 and prenatal >= 3
+    home = [e for e in by_type(rs, "Encounter") if e["class"]["code"] == "HH"]
+    assert home and all(e["type"][0]["coding"][0]["code"] in ("newborn-visit", "postpartum-visit")
+                        for e in home)
 
 
 def test_referrals() -> None:
