@@ -135,7 +135,7 @@ def immunization(b: Builder) -> Source:
             "extensible", "http://hl7.org/fhir/ValueSet/immunization-route")),
         el("Immunization.doseQuantity",
            patternQuantity={"system": ids.CS_UCUM, "code": "mL"}),
-        el(perf, min=2, slicing={"discriminator": [{"type": "type", "path": "actor.resolve()"}],
+        el(perf, slicing={"discriminator": [{"type": "type", "path": "actor.resolve()"}],
                                  "ordered": False, "rules": "open"}),
         el(f"{perf}:administering", min=1, max="1", short="接种人员"),
         el(f"{perf}:administering.actor", type=ref("Practitioner")),
@@ -163,13 +163,13 @@ def referral(b: Builder) -> Source:
         b.constraint(k, url) for k in ("rhip-sr-down", "rhip-sr-icd10")])
     elements = [
         root,
-        el("ServiceRequest.extension", slicing=by_url(), min=1),
+        el("ServiceRequest.extension", slicing=by_url()),
         ext_slice("ServiceRequest.extension:direction", b.url("referral-direction"), 1, "1",
                   "转诊方向"),
-        el("ServiceRequest.identifier", slicing=by_system(), min=1),
+        el("ServiceRequest.identifier", slicing=by_system()),
         *_id_slice(b, "ServiceRequest", "referralNo", s.referral_no, 1, "1", "转诊单号", (), url),
         el("ServiceRequest.intent", fixedCode="order"),
-        el("ServiceRequest.category", min=1, slicing={
+        el("ServiceRequest.category", slicing={
             "discriminator": [{"type": "pattern", "path": "$this"}], "ordered": False,
             "rules": "open"}),
         el("ServiceRequest.category:referral", min=1, max="1", patternCodeableConcept={

@@ -456,7 +456,7 @@ class _Generator:
         street = rng.choice(p.district.streets)
         line = (f"{street}{rng.randint(1, 300)}号{rng.randint(1, 20)}栋{rng.randint(1, 4)}单元"
                 f"{rng.randint(1, 30)}{rng.randint(1, 8):02d}室")
-        address = {
+        address: dict[str, Any] = {
             "extension": [{"url": ids.ext_admin_division(base), "valueCode": p.district.code}],
             "use": "home",
             "type": "physical",

@@ -138,7 +138,8 @@ class BaseWalker:
                     rtype = str(item.get("resourceType"))
                     nested = structure.type_info(rtype)
                     if nested is not None:
-                        inner = EvalContext(item, ctx.resolver, ctx.now, ctx.root_resource)
+                        inner = EvalContext(item, ctx.resolver, ctx.now, ctx.root_resource,
+                                            ctx.member_of)
                         self.walk(item, nested, f"{ipath}.ofType({rtype})", inner)
                 elif slot.info is not None:
                     self.walk(item, slot.info, ipath, ctx)

@@ -31,6 +31,8 @@ class EvalContext:
     resolver: Resolver | None = None  # reference string -> resource (None: resolve() unavailable)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     root: dict[str, Any] | None = None  # %rootResource when it differs (inside contained)
+    #: FHIRPath ``memberOf()``: (value set, system, code) -> True/False, None when unknown
+    member_of: Callable[[str, str | None, str], bool | None] | None = None
 
     @property
     def root_resource(self) -> dict[str, Any]:
@@ -354,7 +356,7 @@ def local_rules(base: str = ids.DEFAULT_CANONICAL_BASE) -> dict[str, Rule]:
         gender = _str(patient, "gender")
         for value in _ext_values(patient, sex_ext):
             code = _str(value, "code")
-            if code is not None and gender not in sexes.get(code, ()):
+            if code in sexes and gender not in sexes[code]:  # other codes: the binding's
                 return False
         return True
 
@@ -362,7 +364,8 @@ def local_rules(base: str = ids.DEFAULT_CANONICAL_BASE) -> dict[str, Rule]:
         "或 other) / the GB/T 2261.1 sex does not agree with Patient.gender",
         f"extension.where(url = '{sex_ext}').value.code.all(($this = '1' and %resource.gender = "
         "'male') or ($this = '2' and %resource.gender = 'female') or (($this = '0' or $this = '9')"
-        " and (%resource.gender = 'unknown' or %resource.gender = 'other')))", sex_agrees)
+        " and (%resource.gender = 'unknown' or %resource.gender = 'other')) or ($this in ('0' | '1' | "
+        "'2' | '9')).not())", sex_agrees)
 
     # -- Encounter
     def visit_numbers(encounter: Any) -> list[dict[str, Any]]:
@@ -420,30 +423,41 @@ def local_rules(base: str = ids.DEFAULT_CANONICAL_BASE) -> dict[str, Rule]:
         "expirationDate.toString() >= occurrence.ofType(dateTime).toString()"
         ".substring(0, expirationDate.toString().length())", _imm_expiry, "expirationDate")
 
-    def nip_vaccine(imm: Any) -> bool:
-        return any(c.get("system") == nip for c in _codings(imm.get("vaccineCode")))
+    nip_vs = f"{s.base}/ValueSet/cn-nip-vaccines"
 
-    def nip_funding(imm: Any, _ctx: EvalContext) -> bool | None:
-        if not nip_vaccine(imm):
-            return True
+    def nip_vaccine(imm: Any, ctx: EvalContext) -> bool | None:
+        """A coding in the NIP value set (cn-nip-vaccine also has non-NIP products)."""
+        codings = [c for c in _codings(imm.get("vaccineCode")) if c.get("system") == nip]
+        if not codings:
+            return False
+        if ctx.member_of is None:
+            return None
+        found = [ctx.member_of(nip_vs, nip, str(c.get("code"))) for c in codings]
+        return True if any(found) else (None if None in found else False)
+
+    def nip_funding(imm: Any, ctx: EvalContext) -> bool | None:
+        nip_dose = nip_vaccine(imm, ctx)
+        if not nip_dose:
+            return None if nip_dose is None else True
         return any(c.get("system") == funding and c.get("code") == "nip"
                    for c in _codings(imm.get("fundingSource")))
 
     add("rhip-imm-nip-funding", "warning", "免疫规划疫苗的资金来源应为 nip / a national immunisation "
         "programme vaccine should have fundingSource nip",
-        f"vaccineCode.coding.where(system = '{nip}').exists() implies "
+        f"vaccineCode.coding.where(memberOf('{nip_vs}')).exists() implies "
         f"fundingSource.coding.where(system = '{funding}' and code = 'nip').exists()",
         nip_funding, "fundingSource")
 
-    def nip_series(imm: Any, _ctx: EvalContext) -> bool | None:
-        if not nip_vaccine(imm):
-            return True
+    def nip_series(imm: Any, ctx: EvalContext) -> bool | None:
+        nip_dose = nip_vaccine(imm, ctx)
+        if not nip_dose:
+            return None if nip_dose is None else True
         return all(isinstance(p, dict) and "seriesDosesPositiveInt" in p
                    for p in _items(imm, "protocolApplied"))
 
     add("rhip-imm-nip-series", "warning", "免疫规划疫苗应记录程序总剂次 / a national immunisation "
         "programme dose should give the series' number of doses",
-        f"vaccineCode.coding.where(system = '{nip}').exists() implies "
+        f"vaccineCode.coding.where(memberOf('{nip_vs}')).exists() implies "
         "protocolApplied.all(seriesDoses.ofType(positiveInt).exists())", nip_series)
     add("rhip-imm-status-reason", "warning", "未接种 (not-done) 应说明原因 (禁忌/拒种/暂缓) / a dose "
         "not given should say why", "status = 'not-done' implies statusReason.exists()",

@@ -167,7 +167,8 @@ class Validator:
         warning) and, with ``base``, the R4 base invariants and required bindings."""
         issues: list[Issue] = []
         rtype = str(resource.get("resourceType"))
-        ctx = EvalContext(resource, resolver, now or datetime.now(UTC))
+        member_of = self.terminology.validate_code if self.terminology is not None else None
+        ctx = EvalContext(resource, resolver, now or datetime.now(UTC), member_of=member_of)
         try:
             if base:
                 BaseWalker(self.terminology, ctx, issues).resource(resource, rtype)
