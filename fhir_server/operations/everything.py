@@ -186,6 +186,7 @@ def everything(svc: Services, base: str, path: str, patient_id: str | None,
             raise InvalidRequest(
                 f"{name} (care-date range) is not supported by this server's Patient/$everything;"
                 " use _since for record changes", expression=name)
+    svc.access.require("Patient", "r" if patient_id is not None else "s")
     if patient_id is not None:
         stored = svc.store.read("Patient", patient_id)
         if stored is None:
@@ -196,7 +197,7 @@ def everything(svc: Services, base: str, path: str, patient_id: str | None,
     since = parse_instant(params["_since"], "_since") if "_since" in params else None
     types, referenced_types = _parse_types(params.get("_type"))
     kept = [(k, params[k]) for k in ("_since", "_type", "_count") if k in params]
-    fingerprint = _fingerprint(patient_id, kept)
+    fingerprint = _fingerprint(patient_id, [*kept, ("client", svc.access.client_id or "")])
 
     start_index: int = 0
     after: list[Any] | None = None

@@ -312,6 +312,7 @@ def _candidate_searches(patient: dict[str, Any]) -> Iterable[list[tuple[str, str
 
 def match(svc: Services, base: str, parameters: Any) -> dict[str, Any]:
     """The ``searchset`` Bundle of Patients matching ``parameters["resource"]``."""
+    svc.access.require("Patient", "s")
     request = parse(parameters, svc.settings)
     canonical = svc.settings.canonical_base
     patient = request.patient

@@ -322,3 +322,27 @@ def test_auth_off_is_open(tmp_path: Path) -> None:
     app = create_app(settings)
     assert app.test_client().get("/fhir/Patient").status_code == 200
     assert re.search(r"Bearer", str(app.test_client().get("/fhir/Patient/x").headers)) is None
+
+
+def test_operations_respect_scopes(world: Any) -> None:
+    app, tokens, ids = world
+    client = app.test_client()
+    # Patient.rs only: $everything is the Patient alone, whatever its compartment holds
+    assert _ids(_get(client, tokens["audit"], "/fhir/Patient/p1/$everything")) == {"Patient/p1"}
+    # the insurer's record of p1: the Patient and its Encounters, masked, no Immunization
+    got = _get(client, tokens["ins"], "/fhir/Patient/p1/$everything")
+    assert _ids(got) == {"Patient/p1", f"Encounter/{ids['e1']}", "Organization/h1"}
+    assert all("reasonCode" not in e["resource"] and "address" not in e["resource"]
+               for e in got["entry"])
+    match = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {
+        "resourceType": "Patient", "identifier": [{"system": CARD, "value": "A" * 64}]}}]}
+    response = client.post("/fhir/Patient/$match", json=match, headers=_h(tokens["ins"]))
+    assert response.status_code == 200 and _ids(response.get_json()) == {"Patient/p1"}
+    # the referral partner cannot find p2 by $match either
+    match["parameter"][0]["resource"]["identifier"][0]["value"] = "B" * 64
+    response = client.post("/fhir/Patient/$match", json=match, headers=_h(tokens["ref"]))
+    assert response.status_code == 200 and _ids(response.get_json()) == set()
+    mch_only = get_token(client, KEYS["mch"], "mch", "system/Immunization.rs")
+    response = client.post("/fhir/Patient/$match", json=match, headers=_h(mch_only))
+    assert response.status_code == 403
+    _get(client, mch_only, "/fhir/Patient/p1/$everything", 403)
