@@ -26,6 +26,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
+AUTH_OFF_WARNING = ("WARNING: FHIR_AUTH=off: no OAuth, every request can read and write everything."
+                    " For local development only; never expose this server.")
+
+
 def serve(
     settings: Settings,
     *,
@@ -45,6 +49,8 @@ def serve(
     def when_ready(server: Any) -> None:
         print(f"ehc-fhir is serving FHIR R4 at {public}  (store: {settings.store_url})",
               file=sys.stderr, flush=True)
+        if not settings.auth:
+            print(AUTH_OFF_WARNING, file=sys.stderr, flush=True)
 
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",

@@ -45,6 +45,8 @@ def test_interactions_over_real_http(server: Server) -> None:
     assert s.delete(f"{server.base}/Patient/{rid}").status_code == 204
     assert s.get(f"{server.base}/Patient/{rid}").status_code == 410
     assert s.get(f"{server.root}/healthz").json() == {"status": "ok"}
+    # the harness runs with FHIR_AUTH=off: the server says so loudly at start
+    assert "WARNING: FHIR_AUTH=off" in server.log.read_text()
     log_lines = [json.loads(line) for line in server.log.read_text().splitlines()
                  if line.startswith("{")]
     echoed_lines = [line for line in log_lines if line["request_id"] == "abc-123"]
