@@ -1,8 +1,8 @@
 """Load tests for ehc-fhir with wrk: read, create, update, history; the bare Flask+SQLite baseline;
-gthread vs sync workers; the server's own time per create (``Server-Timing``).
+gthread vs sync workers; the server's own time per create (``Server-Timing``); reads with OAuth on.
 
     .venv/bin/python bench/load.py [--duration 10] [--repeat 3] [--connections 16]
-        [--scenarios read,create,update,history,bare,sync,accesslog,servertime]
+        [--scenarios read,readauth,readinsurer,create,update,history,bare,sync,accesslog,servertime]
         [--out bench/results/latest.json]
 
 Every scenario gets a freshly started server (``fhir-server serve`` under gunicorn, or
@@ -11,6 +11,15 @@ directory, listening on 127.0.0.1 only, with a pool of Patients created first ov
 measured run is preceded by a short warm-up; the median over the repeats is reported. Needs ``wrk``
 (Debian: ``apt-get install -y wrk``). The access log is off (``FHIR_ACCESS_LOG=0``) except in the
 ``accesslog`` scenario, where it goes to a file.
+
+Auth is off (``FHIR_AUTH=off``) except in ``readauth`` and ``readinsurer``: there a client is
+registered with the CLI before the server starts (``fhir-server keys generate``, ``clients add``),
+every request carries ``Authorization: Bearer`` with a token from ``fhir-server token`` (a fresh one
+before every wrk run: tokens live 300 s), and the pool is created with that token. ``readauth``
+reads as a hospital (no read filter: the cost of authentication, the access decision and audit);
+``readinsurer`` as an insurer (its Patients are masked: parsed and re-serialised on every read).
+``read`` and the auth scenarios also sample the server's own time per read (``Server-Timing``,
+sequential reads on one connection), a figure less noisy than throughput on a shared machine.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +52,8 @@ import patients  # noqa: E402
 import wrk_scripts  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
-ALL_SCENARIOS = ["read", "bare", "sync", "accesslog", "update", "history", "create", "servertime"]
+ALL_SCENARIOS = ["read", "readauth", "readinsurer", "bare", "sync", "accesslog", "update", "history",
+                 "create", "servertime"]
 DEFAULT_SCENARIOS = ALL_SCENARIOS
 FHIR_JSON = "application/fhir+json"
 
@@ -84,6 +94,7 @@ class Server:
     threads: int
     workdir: Path
     access_log: bool = False
+    auth: bool = False
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -92,7 +103,8 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        env = dict(os.environ, FHIR_ACCESS_LOG="1" if self.access_log else "0", FHIR_AUTH="off")
+        env = dict(os.environ, FHIR_ACCESS_LOG="1" if self.access_log else "0",
+                   FHIR_AUTH="on" if self.auth else "off")
         if self.kind == "ours":
             db = self.workdir / "fhir.db"
             cmd = [str(VENV_BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -148,11 +160,14 @@ def running(server: Server) -> Iterator[Server]:
 
 # -- a keep-alive HTTP client for set-up and Server-Timing samples --------------------------------
 class Client:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, token: str | None = None) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.token = token
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         headers = {"Accept": FHIR_JSON}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
         self.conn.request(method, path, body=body, headers=headers)
@@ -173,10 +188,10 @@ def server_ms(headers: dict[str, str]) -> float:
     raise ValueError(f"no Server-Timing dur in {value!r}")
 
 
-def create_pool(port: int, n: int, seed: int = 1) -> tuple[list[str], list[bytes]]:
+def create_pool(port: int, n: int, seed: int = 1, token: str | None = None) -> tuple[list[str], list[bytes]]:
     """Create ``n`` Patients; returns their ids and stored bodies."""
     rng = random.Random(seed)
-    client = Client(port)
+    client = Client(port, token)
     ids: list[str] = []
     bodies: list[bytes] = []
     try:
@@ -200,6 +215,45 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"n": len(s), "p50": pick(50), "p95": pick(95), "p99": pick(99), "mean": statistics.fmean(s)}
 
 
+def server_read_ms(port: int, ids: list[str], n: int, token: str | None = None) -> dict[str, float]:
+    """Server-Timing of ``n`` sequential reads of pool Patients on one keep-alive connection."""
+    client = Client(port, token)
+    ms = []
+    try:
+        for j in range(n):
+            status, headers, data = client.call("GET", f"/fhir/Patient/{ids[j % len(ids)]}")
+            if status != 200:
+                raise RuntimeError(f"read failed: {status} {data[:300]!r}")
+            ms.append(server_ms(headers))
+    finally:
+        client.close()
+    return percentiles(ms)
+
+
+# -- OAuth clients (the CLI, as an operator would) -------------------------------------------------
+def cli(*args: str) -> str:
+    result = subprocess.run([str(VENV_BIN / "fhir-server"), *args], capture_output=True, text=True,
+                            check=False, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"fhir-server {' '.join(args)}: {result.stderr}")
+    return result.stdout
+
+
+def register_client(workdir: Path, client_id: str, role: str) -> Path:
+    """Register ``client_id`` in the scenario's database before the server starts; its key file."""
+    keys = workdir / "keys"
+    cli("keys", "generate", "--out", str(keys), "--client-id", client_id, "--alg", "ES384")
+    cli("clients", "add", "--client-id", client_id, "--role", role, "--organization",
+        f"Organization/{client_id}", "--jwks", str(keys / f"{client_id}.jwks.json"),
+        "--store", f"sqlite:///{workdir / 'fhir.db'}")
+    return keys / f"{client_id}.key.pem"
+
+
+def fetch_token(base: str, client_id: str, key: Path, scope: str) -> str:
+    return cli("token", "--url", base, "--client-id", client_id, "--key", str(key),
+               "--scope", scope).strip()
+
+
 # -- wrk -----------------------------------------------------------------------------------------
 @dataclass
 class WrkJob:
@@ -207,6 +261,7 @@ class WrkJob:
     script: str
     path: str
     args: list[str]
+    refresh: Callable[[], list[str]] | None = None  # fresh args before each run (a new token)
 
 
 def run_wrk(base: str, job: WrkJob, workdir: Path, duration: float, connections: int, threads: int,
@@ -215,8 +270,9 @@ def run_wrk(base: str, job: WrkJob, workdir: Path, duration: float, connections:
     script.write_text(job.script)
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
            "--timeout", "10s", "-s", str(script), base + job.path]
-    if job.args:
-        cmd += ["--", *job.args]
+    args = job.refresh() if job.refresh is not None else job.args
+    if args:
+        cmd += ["--", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     spread = None
     if server is not None:
@@ -298,6 +354,27 @@ def scenario(name: str, opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             else:
                 ids, _ = create_pool(srv.port, opts.pool)
             result = measure(srv, read_job(write_ids(workdir, ids), name), workdir, opts)
+            if name == "read":
+                result["server_read_ms"] = server_read_ms(srv.port, ids, opts.samples)
+    elif name in ("readauth", "readinsurer"):
+        writer = register_client(workdir, "bench-hospital", "hospital")
+        reader_id, scope = ("bench-hospital", "system/Patient.rs") if name == "readauth" \
+            else ("bench-insurer", "system/Patient.rs")
+        reader = writer if name == "readauth" else register_client(workdir, reader_id, "insurer")
+        server = ours(opts, workdir)
+        server.auth = True
+        with running(server) as srv:
+            ids, _ = create_pool(srv.port, opts.pool, token=fetch_token(
+                srv.base, "bench-hospital", writer, "system/Patient.cruds"))
+            ids_file = write_ids(workdir, ids)
+
+            def fresh_args() -> list[str]:
+                return [ids_file, "/fhir/Patient/", "", fetch_token(srv.base, reader_id, reader, scope)]
+
+            job = WrkJob(name, wrk_scripts.RANDOM_GET_AUTH, "/", [], refresh=fresh_args)
+            result = measure(srv, job, workdir, opts)
+            result["server_read_ms"] = server_read_ms(
+                srv.port, ids, opts.samples, fetch_token(srv.base, reader_id, reader, scope))
     elif name == "update":
         with running(ours(opts, workdir)) as srv:
             ids, _ = create_pool(srv.port, opts.pool)
@@ -370,6 +447,9 @@ def scenario(name: str, opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 # -- report --------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     rows = [("read", "ours gthread", "GET /fhir/Patient/{id}"),
+            ("readauth", "ours gthread, FHIR_AUTH on, hospital token", "GET /fhir/Patient/{id}"),
+            ("readinsurer", "ours gthread, FHIR_AUTH on, insurer token (masked)",
+             "GET /fhir/Patient/{id}"),
             ("bare", "bare gthread", "GET /fhir/Patient/{id}"),
             ("sync", "ours sync", "GET /fhir/Patient/{id}"),
             ("accesslog", "ours gthread, access log on", "GET /fhir/Patient/{id}"),
@@ -396,6 +476,11 @@ def table(results: dict[str, Any]) -> str:
                    f"{m['p99']:.2f} | {per_run} | {r.get('one_worker_runs', 0)} | "
                    f"{busy['rps'] if busy else float('nan'):.0f} | "
                    f"{one['rps'] if one else float('nan'):.0f} | {errors} |")
+    for key in ("read", "readauth", "readinsurer"):
+        st_ = sc.get(key, {}).get("server_read_ms")
+        if st_:
+            out.append(f"- Server-Timing per read, {key} ({st_['n']} sequential reads, one connection):"
+                       f" p50 {st_['p50']:.3f} ms, p95 {st_['p95']:.3f} ms, mean {st_['mean']:.3f} ms")
     ratios = results.get("ratios", {})
     if ratios:
         out.append("")
@@ -487,6 +572,14 @@ def main() -> None:
     if "read" in sc and "accesslog" in sc:
         ratios["read throughput access-log-on/off"] = (sc["accesslog"]["median"]["rps"]
                                                       / sc["read"]["median"]["rps"])
+    for key, label in (("readauth", "auth on (hospital)"), ("readinsurer", "auth on (insurer, masked)")):
+        if "read" in sc and key in sc:
+            ratios[f"read throughput {label}/off"] = sc[key]["median"]["rps"] / sc["read"]["median"]["rps"]
+            a, b = sc[key]["median_all_workers_busy"], sc["read"]["median_all_workers_busy"]
+            if a and b:
+                ratios[f"read throughput {label}/off, runs with both workers busy"] = a["rps"] / b["rps"]
+            on, off = sc[key]["server_read_ms"], sc["read"]["server_read_ms"]
+            ratios[f"server time per read p50 {label}/off"] = on["p50"] / off["p50"]
     results["ratios"] = ratios
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     opts.out.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,22 @@ function request()
 end
 """
 
+# RANDOM_GET with a bearer token; args: ids file, prefix, suffix, access token
+RANDOM_GET_AUTH = _COMMON + r"""
+local ids, prefix, suffix
+local headers = {["Accept"] = "application/fhir+json"}
+function init(args)
+  ids = load_lines(args[1])
+  prefix = args[2]
+  suffix = args[3] or ""
+  headers["Authorization"] = "Bearer " .. args[4]
+  math.randomseed(os.time() * 100 + (tid or 0))
+end
+function request()
+  return wrk.format("GET", prefix .. ids[math.random(#ids)] .. suffix, headers)
+end
+"""
+
 # GET of the URL's own path (system history): no args
 STATIC_GET = _COMMON + r"""
 wrk.headers["Accept"] = "application/fhir+json"
