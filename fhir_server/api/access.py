@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from flask import current_app, g, request
 
-from fhir_server.auth import grants
+from fhir_server.auth import audit, grants
 from fhir_server.auth.policy import Access
 from fhir_server.interactions.context import Services
 
@@ -39,12 +39,16 @@ def _access(grant: grants.Grant, canonical: str) -> Access:
 
 
 def authenticate() -> None:
-    """``before_request``: 401 without a valid token; else the request's guarded services."""
+    """``before_request``: 401 without a valid token; else the request's guarded services, their
+    writes audited (auth/audit.py; with auth off, only kept from writing AuditEvents)."""
     svc: Services = current_app.extensions["fhir"]
-    if not svc.settings.auth or request.endpoint in PUBLIC_ENDPOINTS:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    if not svc.settings.auth:
+        g.fhir_services = audit.unaudited(svc)
         return
     assert svc.raw_store is not None
     grant = grants.authenticate(svc.raw_store, svc.settings, request.headers.get("Authorization"))
-    g.fhir_services = svc.for_access(_access(grant, svc.settings.canonical_base))
+    g.fhir_services = audit.audited(svc.for_access(_access(grant, svc.settings.canonical_base)))
 
 

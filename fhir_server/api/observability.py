@@ -13,6 +13,7 @@ import orjson
 from flask import Blueprint, Flask, Response, g, request
 
 from fhir_server.api.http import services
+from fhir_server.auth import audit
 from fhir_server.store import StoreUnavailable
 
 access_log = logging.getLogger("fhir_server.access")
@@ -70,6 +71,7 @@ def _finish(response: Response) -> Response:
 def register(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
+    app.after_request(audit.after_request)  # runs before _finish (Flask: reverse order)
     if not access_log.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

@@ -1,11 +1,279 @@
-"""Audit records (IHE BALP). STUB written by the authentication half of issue 6: the enforcement
-half replaces this module; keep the signature of :func:`record_token_request`."""
+"""The audit trail (IHE BALP): one AuditEvent per FHIR interaction and per token request.
+
+With ``FHIR_AUTH=on`` every request to a FHIR endpoint (the public CapabilityStatement excepted) is
+audited, denials included (401, 403, the 404 of an instance outside the client's policy):
+
+* **writes** (create, update, patch, delete, and every write of a batch or transaction entry): one
+  AuditEvent per version written, put in the data's own store transaction
+  (:mod:`fhir_server.auth.audit_store`): no data without its audit, no audit of data not written;
+* **everything else** (reads, searches, history, operations, Bundles, writes that wrote nothing,
+  and every failure): after the response is built, before it is sent, :func:`after_request`
+  queues a job for the per-process background writer (:mod:`fhir_server.auth.audit_writer`), which
+  writes the events in one transaction every ~100 ms. **A read audit can be lost if the process is
+  killed within that window**; write audits cannot. If the backlog is full the request gets 503.
+
+Events follow BALP (:mod:`fhir_server.auth.audit_events`): one per Patient the response concerns
+(the Patients of every resource returned, and the Patient named in the URL), the client by its
+client_id, its organisation, its network address and the SHA-256 of its token (never the token),
+the request id (``X-Request-Id``) for correlation, the raw query base64-encoded for searches.
+
+Token requests (``POST /auth/token``, :func:`record_token_request`): a success is written at once
+(if it cannot be, the endpoint takes the token back and answers 503); a failure is queued.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from flask import Flask, Response, current_app, g, request
+
+from fhir_server.auth import grants
+from fhir_server.auth.audit_events import (
+    ACTIONS,
+    WRITE_INTERACTIONS,
+    Caller,
+    Rest,
+    Server,
+    new_version,
+    patients_of,
+    rest_events,
+    token_event,
+)
+from fhir_server.auth.audit_store import AuditedStore, Written, refuse_audit_write
+from fhir_server.auth.audit_writer import write, writer
+from fhir_server.errors import ServiceUnavailable, outcome_json
+from fhir_server.fhir import jsonio
+from fhir_server.fhir.instants import now_us
 from fhir_server.interactions.context import Services
+from fhir_server.store import NewVersion, Store
+
+log = logging.getLogger("fhir_server.audit")
+
+PUBLIC_ENDPOINTS = frozenset({"fhir.metadata"})  # the same as api/access.py: not audited
+_SEARCHES = frozenset({"search-type", "search-system", "search-compartment"})
+_WRITES = frozenset({"create", "update", "patch", "delete"})
+_UNAUDITED_KEY = "fhir_append_only"
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    interaction: str  # restful-interaction code, or "operation"
+    operation: str | None  # "Patient/$everything"
+
+
+@dataclass
+class RequestAudit:
+    """What the audit knows of the request in progress (``flask.g.audit``)."""
+
+    caller: Caller
+    server: Server
+    request_id: str | None
+    route: Route | None
+    written: int = 0  # versions written (and audited) in committed transactions
+
+    def write_events(self, written: list[Written]) -> list[NewVersion]:
+        """The AuditEvents of the versions one transaction wrote (called inside it)."""
+        ts = now_us()
+        out = []
+        for w in written:
+            interaction = WRITE_INTERACTIONS.get(w.method, "update")
+            action = "C" if w.created and w.body is not None else ACTIONS[interaction]
+            event = Rest(interaction, ts, 200, self.caller, self.server, self.request_id,
+                         (f"{w.type}/{w.id}/_history/{w.version}",), action=action)
+            patients = _patients(w.body)
+            out += [new_version(doc, ts, ts) for doc in rest_events(event, patients)]
+        return out
+
+    def committed(self, count: int) -> None:
+        self.written += count
+
+
+# -- request hooks --------------------------------------------------------------------------------
+def audited(svc: Services) -> Services:
+    """For an authenticated request: ``svc`` (the request's own services) with its store audited;
+    refuses a write of an AuditEvent before anything else is done."""
+    context = RequestAudit(_caller(svc), _server(svc), g.get("request_id"), route())
+    g.audit = context
+    _refuse_audit_write_route()
+    svc.store = AuditedStore(svc.store, context.write_events, context.committed)
+    return svc
+
+
+def unaudited(svc: Services) -> Services:
+    """``FHIR_AUTH=off``: no audit, but the audit trail stays append-only (one view per app)."""
+    _refuse_audit_write_route()
+    view: Services | None = current_app.extensions.get(_UNAUDITED_KEY)
+    if view is None:
+        raw = svc.raw_store or svc.store
+        view = Services(svc.settings, AuditedStore(raw), svc.access, raw)
+        view.__dict__["cursor_key"] = svc.cursor_key
+        view.__dict__["terminology"] = svc.terminology
+        current_app.extensions[_UNAUDITED_KEY] = view
+    return view
+
+
+def _refuse_audit_write_route() -> None:
+    found = route()
+    if found is not None and found.interaction in _WRITES and request.view_args and \
+            request.view_args.get("rtype") == "AuditEvent":
+        refuse_audit_write("AuditEvent")
+
+
+def after_request(response: Response) -> Response:
+    """Queue the request's audit (``after_request`` of the app; only FHIR endpoints with auth on).
+    Answers 503 instead of the response when the audit cannot be queued."""
+    if request.blueprint != "fhir" or request.endpoint in PUBLIC_ENDPOINTS:
+        return response
+    svc: Services = current_app.extensions["fhir"]
+    if not svc.settings.auth:
+        return response
+    try:
+        if _queue(svc, response):
+            return response
+        log.error("audit backlog full: request %s refused", g.get("request_id", "-"))
+    except Exception:
+        log.exception("audit of request %s failed", g.get("request_id", "-"))
+    error = ServiceUnavailable("The audit trail cannot be written; try again shortly")
+    return Response(jsonio.dumps(outcome_json(error.issues)), 503, {"Retry-After": "1"},
+                    content_type="application/fhir+json; charset=utf-8")
+
+
+def _queue(svc: Services, response: Response) -> bool:
+    context: RequestAudit | None = g.get("audit")
+    if context is None:  # refused before authentication completed (no token, bad token, 406...)
+        context = RequestAudit(Caller(request.remote_addr), _server(svc), g.get("request_id"),
+                               route())
+    found = context.route
+    status = response.status_code
+    if found is None:
+        return True  # not a FHIR interaction route (nothing to audit)
+    if found.interaction in _WRITES and status < 400 and context.written:
+        return True  # audited in the data's transaction
+    interaction = found.interaction
+    body = b"" if response.is_streamed else response.get_data()
+    if interaction == "transaction" and b'"batch-response"' in body[:200]:
+        interaction = "batch"
+    args = request.view_args or {}
+    rid = args.get("rid")
+    rtype = args.get("rtype")
+    if rid and not rtype:  # an instance operation with a literal type (/Patient/<rid>/$everything)
+        rtype = request.path.split("/")[2]
+    what: tuple[str, ...] = ()
+    if rtype and rid:
+        vid = args.get("vid")
+        what = (f"{rtype}/{rid}/_history/{vid}" if vid else f"{rtype}/{rid}",)
+    named = _named_patient(rtype, rid, args)
+    query = _raw_query() if interaction in _SEARCHES or request.query_string or \
+        interaction == "operation" else None
+    event = Rest(interaction, now_us(), status, context.caller, context.server, context.request_id,
+                 what, query, operation=found.operation)
+    return writer().submit(_raw(svc), _request_job(event, body, named, rtype))
+
+
+def _request_job(event: Rest, body: bytes, named: str | None,
+                 rtype: str | None) -> Callable[[], list[NewVersion]]:
+    def build() -> list[NewVersion]:
+        patients: list[str] = [named] if named else []
+        outcome_desc = None
+        if event.status >= 400:
+            outcome_desc = _diagnostics(body)
+        elif body and not (event.interaction in ("read", "vread") and rtype == "Patient"):
+            patients += _patients(body)
+        full = replace(event, outcome_desc=outcome_desc) if outcome_desc else event
+        ts = now_us()
+        return [new_version(doc, event.recorded, ts) for doc in rest_events(full, patients)]
+    return build
+
+
+def _patients(body: bytes | None) -> list[str]:
+    if not body:
+        return []
+    try:
+        return patients_of(jsonio.loads_trusted(body))
+    except orjson.JSONDecodeError:
+        return []
+
+
+def _diagnostics(body: bytes) -> str | None:
+    try:
+        doc = jsonio.loads_trusted(body)
+    except orjson.JSONDecodeError:
+        return None
+    issues = doc.get("issue") if isinstance(doc, dict) else None
+    if isinstance(issues, list):
+        texts = [i.get("diagnostics") for i in issues if isinstance(i, dict)]
+        found = "; ".join(t for t in texts if isinstance(t, str))
+        return found[:2000] or None
+    return None
+
+
+def _named_patient(rtype: str | None, rid: str | None, args: dict[str, Any]) -> str | None:
+    """The Patient the URL names: ``Patient/x``, ``Patient/x/...`` and compartment searches."""
+    if rtype == "Patient" and rid:
+        return f"Patient/{rid}"
+    if args.get("ctype") == "Patient" and args.get("cid"):
+        return f"Patient/{args['cid']}"
+    return None
+
+
+def _raw_query() -> bytes:
+    """The request as BALP records a query: ``METHOD path?query`` (and a form body after a blank
+    line, re-encoded from the parsed form, since the raw body has been consumed)."""
+    line = f"{request.method} {request.path}".encode()
+    if request.query_string:
+        line += b"?" + request.query_string
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        line += b"\n\n" + urlencode(list(request.form.items(multi=True))).encode()
+    return line
+
+
+def route() -> Route | None:
+    """The FHIR interaction of the matched route, from the ``fhir`` blueprint's record."""
+    rule = request.url_rule
+    if rule is None:
+        return None
+    table: dict[tuple[str, str], Route] | None = current_app.extensions.get("fhir_audit_routes")
+    if table is None:
+        table = _routes(current_app)
+        current_app.extensions["fhir_audit_routes"] = table
+    return table.get((rule.rule, request.method))
+
+
+def _routes(app: Flask) -> dict[tuple[str, str], Route]:
+    blueprint = app.blueprints["fhir"]
+    prefix = (blueprint.url_prefix or "").rstrip("/")
+    table: dict[tuple[str, str], Route] = {}
+    for routed in getattr(blueprint, "routed", ()):
+        operation = routed.interaction if routed.level == "operation" else None
+        interaction = "operation" if operation else routed.interaction
+        key = (prefix + "/" + routed.rule.lstrip("/"), routed.method)
+        table.setdefault(key, Route(interaction, operation))  # POST /: transaction before batch
+    return table
+
+
+def _caller(svc: Services) -> Caller:
+    grant = svc.access.grant
+    if grant is None:
+        return Caller(request.remote_addr)
+    return Caller(request.remote_addr, grant.client_id, grant.organization, grant.role,
+                  grant.token_hash)
+
+
+def _server(svc: Services) -> Server:
+    base = svc.settings.base_url or request.host_url.rstrip("/") + "/fhir"
+    return Server(base, svc.settings.canonical_base)
+
+
+def _raw(svc: Services) -> Store:
+    return svc.raw_store or svc.store
+
+
+# -- token requests ------------------------------------------------------------------------------
 def record_token_request(svc: Services, client_id: str | None, outcome: str, reason: str,
                          remote_addr: str | None, request_id: str | None) -> None:
     """Record one token request (called by ``POST /auth/token`` for every request).
@@ -16,4 +284,33 @@ def record_token_request(svc: Services, client_id: str | None, outcome: str, rea
     failed, in a few words ("" on success; never the assertion or token). If this raises, a token
     just issued is revoked and the client gets 503 ``temporarily_unavailable``.
     """
-    return None
+    if not svc.settings.auth:
+        return
+    store = _raw(svc)
+    digest: str | None = g.get("oauth_token_hash") if outcome == "success" else None
+    record = store.registry_get(grants.TOKEN_KIND, digest) if digest else None
+    organization = role = None
+    if record is not None:
+        organization, role = record.get("organization"), record.get("role")
+    elif client_id:
+        from fhir_server.auth.clients import ClientRegistry
+
+        client = ClientRegistry(store).get(client_id)
+        if client is not None:
+            organization, role = client.organization, client.role
+    scope = record.get("scope") if record is not None else request.form.get("scope")
+    caller = Caller(remote_addr, client_id, organization, role, digest)
+    recorded = now_us()
+    doc = token_event(recorded, caller, _server(svc), request_id, outcome, reason,
+                      scope if isinstance(scope, str) else None)
+    if outcome == "success":  # no token without its audit
+        write(store, [new_version(doc, recorded, now_us())], exclusive=False)
+    elif not writer().submit(store, lambda: [new_version(doc, recorded, now_us())]):
+        raise ServiceUnavailable("audit backlog full")
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until the queued audits of this process are written (tests, shutdown)."""
+    return writer().flush(timeout)
+
+

@@ -1,0 +1,262 @@
+"""The per-process background writer of read audits.
+
+Reads and searches write nothing, so their AuditEvents are not in a data transaction: the request
+thread queues a small job after the response is built (before it is sent), and one thread per
+process builds the events and writes every job of a round (about :data:`INTERVAL` seconds) in ONE
+store transaction per store. A read then costs the request a few microseconds, and the store one
+transaction per round rather than one per read.
+
+What this trades: a read audit sits in memory for up to ~100 ms. If the process is killed in that
+window (SIGKILL, a crash, the OOM killer) those audits are lost; a graceful stop (SIGTERM to a
+gunicorn worker, interpreter exit) flushes them. Write audits never wait here: they are written in
+the data's own transaction (:mod:`fhir_server.auth.audit_store`).
+
+Fail closed: if the store refuses the audits, the round is retried (with back-off) and jobs pile
+up; past :data:`MAX_BACKLOG` queued jobs :meth:`AuditWriter.submit` returns False and the request
+is answered 503 instead of with unaudited data. A round failing :data:`MAX_ATTEMPTS` times in a row
+(about a minute) is dropped with an error log.
+
+In one process the writer's transaction never overlaps a request's write transaction
+(:func:`writing`, a shared/exclusive lock per store: requests share it, the writer takes it alone,
+waiting at most :data:`EXCLUSIVE_WAIT` seconds), so a round of read audits cannot make a request's
+write lose a race and retry (the MongoDB emulator of the test suite even fails every later commit
+of other sessions after one conflicting commit).
+
+Closing a store writes its queued audits first: the first job for a store wraps that store
+object's ``close`` so that it flushes the queue, and afterwards the writer never touches it again
+(a closed MongoDB store would otherwise reconnect to write them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+from fhir_server.store import NewVersion, Store, VersionConflict
+
+log = logging.getLogger("fhir_server.audit")
+
+INTERVAL = 0.1  # seconds between rounds
+MAX_BACKLOG = 20_000  # queued jobs before requests are refused
+MAX_ATTEMPTS = 40  # failed writes of one round before it is dropped (back-off up to 2 s)
+EXCLUSIVE_WAIT = 1.0  # seconds the writer waits for requests' write transactions to end
+_MAX_BACKOFF = 2.0
+_CONFLICT_RETRIES = 12
+
+#: builds the AuditEvents of one request (called in the writer thread)
+Job = Callable[[], list[NewVersion]]
+
+
+class AuditWriter:
+    def __init__(self, interval: float = INTERVAL, max_backlog: int = MAX_BACKLOG) -> None:
+        self.interval = interval
+        self.max_backlog = max_backlog
+        self._pid = -1
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._jobs: list[tuple[Store, Job]] = []
+        self._retry: list[tuple[Store, list[NewVersion], int]] = []
+        self._busy = False
+        self._watched: set[int] = set()  # id() of the stores whose close flushes first
+        self._closed: set[int] = set()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _ensure_thread(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread and queue are not ours
+            self._reset()
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, store: Store, job: Job) -> bool:
+        """Queue ``job``; False (nothing queued) when the backlog is full."""
+        with self._cond:
+            self._ensure_thread()
+            if len(self._jobs) >= self.max_backlog:
+                return False
+            if id(store) not in self._watched:
+                self._watch(store)
+            self._closed.discard(id(store))
+            self._jobs.append((store, job))
+            return True
+
+    def _watch(self, store: Store) -> None:
+        """Make ``store.close()`` write this store's queued audits first."""
+        original = store.close
+
+        def close() -> None:
+            self.flush(timeout=5.0)
+            with self._cond:
+                self._closed.add(id(store))
+            original()
+
+        try:
+            setattr(store, "close", close)  # noqa: B010  (an instance attribute, on purpose)
+        except AttributeError:  # a store class without instance attributes: no flush at close
+            return
+        self._watched.add(id(store))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._pid != os.getpid():
+                return True
+            self._cond.notify_all()
+            while self._jobs or self._retry or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, self.interval))
+        return True
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._jobs) + sum(len(v) for _, v, _ in self._retry)
+
+    # -- the writer thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = self.interval
+        while True:
+            with self._cond:
+                if not self._jobs and not self._retry:
+                    self._cond.wait(self.interval)
+                jobs, self._jobs = self._jobs, []
+                retry, self._retry = self._retry, []
+                self._busy = bool(jobs or retry)
+            if not jobs and not retry:
+                continue
+            failed = self._round(jobs, retry)
+            with self._cond:
+                self._retry = failed + self._retry
+                self._busy = False
+                self._cond.notify_all()
+            if failed:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            else:
+                backoff = self.interval
+                time.sleep(self.interval)
+
+    def _round(self, jobs: list[tuple[Store, Job]],
+               retry: list[tuple[Store, list[NewVersion], int]]
+               ) -> list[tuple[Store, list[NewVersion], int]]:
+        """Build the jobs' events and write them, one transaction per store; returns what failed
+        (with its number of failed attempts)."""
+        by_store: dict[int, tuple[Store, list[NewVersion], int]] = {}
+        for store, versions, attempts in retry:
+            by_store[id(store)] = (store, versions, attempts)
+        for store, job in jobs:
+            try:
+                versions = job()
+            except Exception:  # a bug building one event must not lose the others
+                log.exception("building an audit event failed; that request's audit is lost")
+                continue
+            by_store.setdefault(id(store), (store, [], 0))[1].extend(versions)
+        failed = []
+        for store, versions, attempts in by_store.values():
+            with self._cond:
+                closed = id(store) in self._closed
+            if closed:
+                log.error("%d audit events queued for a closed store are lost", len(versions))
+                continue
+            if not versions:
+                continue
+            try:
+                write(store, versions)
+            except Exception:
+                if attempts + 1 >= MAX_ATTEMPTS:
+                    log.exception("writing %d audit events failed %d times; they are lost",
+                                  len(versions), attempts + 1)
+                    continue
+                log.exception("writing %d audit events failed; retrying", len(versions))
+                failed.append((store, versions, attempts + 1))
+        return failed
+
+
+def write(store: Store, versions: list[NewVersion], *, exclusive: bool = True) -> None:
+    """Write audit versions in one transaction; ``exclusive`` False: from a request thread
+    (shares the lock with other requests).
+
+    New ids never collide, so a :class:`VersionConflict` can only be a transient conflict of the
+    transaction (MongoDB's WriteConflict, which the driver documentation says to retry): retried
+    at once a few times."""
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            with writing(store, exclusive=exclusive), store.transaction() as tx:
+                for version in versions:
+                    tx.put(version, 0)
+            return
+        except VersionConflict:
+            if attempt == _CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(min(0.001 * 2**attempt, 0.05))
+
+
+class _SharedExclusive:
+    """Many holders of the shared side, or one of the exclusive side (which waits at most
+    ``wait`` seconds for the shared holders to leave, then goes ahead). Shared acquisitions never
+    wait for a waiting exclusive one, so nested shared ones cannot deadlock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    @contextmanager
+    def hold(self, exclusive: bool, wait: float = EXCLUSIVE_WAIT) -> Iterator[None]:
+        with self._cond:
+            if exclusive:
+                deadline = time.monotonic() + wait
+                while (self._shared or self._exclusive) and time.monotonic() < deadline:
+                    self._cond.wait(max(0.0, deadline - time.monotonic()))
+                self._exclusive = True
+            else:
+                while self._exclusive:
+                    self._cond.wait()
+                self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if exclusive:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._cond.notify_all()
+
+
+_locks: weakref.WeakKeyDictionary[Any, _SharedExclusive] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def writing(store: Store, *, exclusive: bool = False) -> AbstractContextManager[None]:
+    """Hold ``store``'s write lock of this process (see the module docstring)."""
+    with _locks_guard:
+        lock = _locks.get(store)
+        if lock is None:
+            lock = _locks[store] = _SharedExclusive()
+    return lock.hold(exclusive)
+
+
+_writer = AuditWriter()
+
+
+def writer() -> AuditWriter:
+    return _writer
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if _writer.pending():
+        _writer.flush(timeout=5.0)
