@@ -213,8 +213,8 @@ def base_rules(base: dict[str, dict[str, Any]]) -> dict[str, Any]:
                         root = prof["snapshot"]["element"][0]
                         found += [[c["key"], c["severity"], c["human"], c["expression"]]
                                   for c in root.get("constraint", ())
-                                  if c["key"] not in SKIPPED_KEYS and c.get("source", "").endswith(
-                                      "/" + prof["id"])]
+                                  if c["key"] not in SKIPPED_KEYS and c.get("source", "/" + prof[
+                                      "id"]).endswith("/" + prof["id"])]
             if found:
                 constraints[path] = found
             bind = e.get("binding") or {}

@@ -22,7 +22,7 @@ from fhir_server.fhir import structure
 from fhir_server.fhir.structure import Slot, TypeInfo
 from fhir_server.profiles import bindings
 from fhir_server.profiles.catalog import EvalContext
-from fhir_server.profiles.invariants import Invariant, compile_invariant
+from fhir_server.profiles.invariants import Invariant, compile_invariant, focus_path
 
 _Step = tuple[Slot, "str | None", "tuple[Invariant, ...]"]
 
@@ -106,7 +106,7 @@ class BaseWalker:
 
     def _invariant(self, inv: Invariant, item: Any, path: str, ctx: EvalContext) -> None:
         if inv.evaluate(item, ctx) is False:
-            where = f"{path}.{inv.focus}" if inv.focus else path
+            where = focus_path(path, inv.focus, item)
             self.issues.append(Issue(inv.severity, "invariant",
                                      f"{inv.key}: {inv.human} (R4 base rule)", (where,)))
 

@@ -463,7 +463,7 @@ def local_rules(base: str = ids.DEFAULT_CANONICAL_BASE) -> dict[str, Rule]:
         "not given should say why", "status = 'not-done' implies statusReason.exists()",
         _imm_status_reason, "statusReason")
     add("trace-code-format", "warning", "疫苗追溯码通常为20位数字 / the vaccine trace code is usually "
-        "20 digits", "value.matches('^[0-9]{20}$')", _matches("^[0-9]{20}$"))
+        "20 digits", "value.matches('^[0-9]{20}$')", _matches("^[0-9]{20}$"), "value")
 
     # -- ServiceRequest (referral)
     def down_based_on(sr: Any, _ctx: EvalContext) -> bool | None:
@@ -488,11 +488,11 @@ def local_rules(base: str = ids.DEFAULT_CANONICAL_BASE) -> dict[str, Rule]:
     add("admin-division-format", "error", "行政区划代码须为6、9或12位数字 (GB/T 2260) / the "
         "administrative division code is 6, 9 or 12 digits",
         "value.matches('^[1-9][0-9]{5}([0-9]{3}([0-9]{3})?)?$')",
-        _matches("^[1-9][0-9]{5}([0-9]{3}([0-9]{3})?)?$"))
+        _matches("^[1-9][0-9]{5}([0-9]{3}([0-9]{3})?)?$"), "value")
     add("admdvs-format", "error", "医保区划为6位数字 / an NHSA region code is 6 digits",
-        "value.matches('^[0-9]{6}$')", _matches("^[0-9]{6}$"))
+        "value.matches('^[0-9]{6}$')", _matches("^[0-9]{6}$"), "value")
     add("setl-length", "error", "医保结算ID不超过30个字符 / the NHSA settlement ID has at most 30 "
-        "characters", "value.length() <= 30", _max_length(30))
+        "characters", "value.length() <= 30", _max_length(30), "value")
 
     def money(ext: Any) -> Iterator[dict[str, Any]]:
         for sub in _items(ext, "extension"):

@@ -92,6 +92,17 @@ class Invariant:
         return True
 
 
+def focus_path(path: str, focus: str | None, item: Any) -> str:
+    """Where an invariant's issue points: the element, or its ``focus`` child (``value`` of an
+    extension is its ``value[x]`` property, e.g. ``valueString``)."""
+    if not focus:
+        return path
+    if focus == "value" and isinstance(item, dict) and "value" not in item:
+        key = next((k for k in item if k.startswith("value")), None)
+        return f"{path}.{key}" if key else path
+    return f"{path}.{focus}"
+
+
 def compile_invariant(constraint: dict[str, Any], type_name: str | None,
                       base: str | None) -> Invariant | None:
     """An :class:`Invariant` for one ``ElementDefinition.constraint`` (None without expression);

@@ -18,6 +18,7 @@ from fhir_server.profiles import bindings
 from fhir_server.profiles.base_rules import BaseWalker
 from fhir_server.profiles.catalog import EvalContext, Resolver
 from fhir_server.profiles.loader import Registry, strip_version
+from fhir_server.profiles.invariants import focus_path
 from fhir_server.profiles.matching import equals, matches, reference_type
 from fhir_server.profiles.model import Node, Profile
 
@@ -60,7 +61,7 @@ class _Run:
                          f"{path}.reference" if "reference" in item else path)
         for inv in node.invariants:
             if inv.evaluate(item, self.ctx) is False:
-                where = f"{path}.{inv.focus}" if inv.focus else path
+                where = focus_path(path, inv.focus, item)
                 self.add(inv.severity, "invariant", f"{inv.key}: {inv.human}", where)
         if node.ext_url is not None:
             self.extension(node.ext_url, item, path)
