@@ -52,6 +52,7 @@ class Node:
     #: one value discriminator on a property (``system``, ``url``): property and value -> slice
     slice_key: str | None = None
     slice_index: dict[str, int] | None = None
+    value_checks: bool = True  # False: only the children need looking at
 
     @property
     def has_fixed(self) -> bool:
@@ -129,6 +130,9 @@ class _Compiler:
                 s.matcher = self._matcher(node, s)
             self._index(node)
             node.children = [c for c in node.children if c.own_checks() or c.children]
+            node.value_checks = bool(node.has_fixed or node.has_pattern or node.binding
+                                     or node.targets is not None or node.invariants
+                                     or node.ext_url)
         return order[0]
 
     def _parent_info(self, nodes: dict[str, Node], head: str) -> TypeInfo | None:
@@ -210,6 +214,11 @@ class _Compiler:
                 return
             index[expected] = i
         owner.slice_key, owner.slice_index = steps[0], index
+        for s in owner.slices:  # matched by that value: its fixed value there holds already
+            s.children = [c for c in s.children if not (
+                c.name == steps[0] and c.has_fixed and c.min <= 1 and not (
+                    c.invariants or c.binding or c.children or c.slices or c.pattern
+                    is not _MISSING or c.targets is not None or c.forbidden))]
 
     def _matcher(self, owner: Node, s: Node) -> Callable[[Any], bool]:
         tests: list[Callable[[Any], bool]] = []

@@ -17,8 +17,8 @@ from fhir_server.errors import Issue
 from fhir_server.profiles import bindings
 from fhir_server.profiles.base_rules import BaseWalker
 from fhir_server.profiles.catalog import EvalContext, Resolver
-from fhir_server.profiles.loader import Registry, strip_version
 from fhir_server.profiles.invariants import focus_path
+from fhir_server.profiles.loader import Registry, strip_version
 from fhir_server.profiles.matching import equals, matches, reference_type
 from fhir_server.profiles.model import Node, Profile
 
@@ -43,6 +43,13 @@ class _Run:
             raise _Full
 
     def element(self, node: Node, item: Any, path: str, kind: str | None) -> None:
+        if node.value_checks:
+            self.values(node, item, path, kind)
+        if node.children and isinstance(item, dict):
+            for child in node.children:
+                self.child(child, item, path)
+
+    def values(self, node: Node, item: Any, path: str, kind: str | None) -> None:
         if node.has_fixed and not equals(item, node.fixed):
             self.add("error", "value", f"{node.id}: must be exactly {_show(node.fixed)}, not "
                      f"{_show(item)}", path)
@@ -65,9 +72,6 @@ class _Run:
                 self.add(inv.severity, "invariant", f"{inv.key}: {inv.human}", where)
         if node.ext_url is not None:
             self.extension(node.ext_url, item, path)
-        if isinstance(item, dict):
-            for child in node.children:
-                self.child(child, item, path)
 
     def extension(self, url: str, item: Any, path: str) -> None:
         ext = self.registry.get(url)
