@@ -234,6 +234,8 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--base", default=DEFAULT_CANONICAL_BASE)
     parser.add_argument("--out", type=Path, default=ROOT / "profiles")
+    parser.add_argument("--rules", type=Path,
+                        default=ROOT / "fhir_server" / "profiles" / "data" / "r4_rules.json")
     args = parser.parse_args()
     base = load_base(args.shared)
     b = Builder(args.base)
@@ -248,13 +250,12 @@ def main() -> None:
         write(args.out / f"NamingSystem-{ns['id']}.json", ns)
         count += 1
     rules = base_rules(base)
-    data = ROOT / "fhir_server" / "profiles" / "data"
-    data.mkdir(exist_ok=True)
-    (data / "r4_rules.json").write_text(
+    args.rules.parent.mkdir(parents=True, exist_ok=True)
+    args.rules.write_text(
         json.dumps(rules, ensure_ascii=False, separators=(",", ":"), sort_keys=True) + "\n",
         "utf-8")
     print(f"wrote {count} resources to {args.out} and {len(rules['constraints'])} constrained "
-          f"paths, {len(rules['bindings'])} required bindings to {data / 'r4_rules.json'}")
+          f"paths, {len(rules['bindings'])} required bindings to {args.rules}")
 
 
 if __name__ == "__main__":

@@ -83,8 +83,10 @@ def test_conformance_resources_are_valid_r4() -> None:
 
 @pytest.mark.skipif(not (shared_dir() / "fhir-r4").is_dir(), reason="../shared/fhir-r4 missing")
 def test_the_files_are_what_the_build_script_writes(tmp_path: Path) -> None:
+    rules = tmp_path / "rules" / "r4_rules.json"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "build_profiles.py"), "--out",
-                    str(tmp_path)], check=True, capture_output=True)
+                    str(tmp_path), "--rules", str(rules)], check=True, capture_output=True)
+    assert rules.read_bytes() == (ROOT / "fhir_server/profiles/data/r4_rules.json").read_bytes()
     written = sorted(p.name for p in tmp_path.glob("*.json"))
     assert written == sorted(p.name for p in (ROOT / "profiles").glob("*.json"))
     for name in written:
