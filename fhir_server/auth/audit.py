@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -66,24 +67,50 @@ class Route:
     operation: str | None  # "Patient/$everything"
 
 
-@dataclass
 class RequestAudit:
-    """What the audit knows of the request in progress (``flask.g.audit``)."""
+    """What the audit knows of the request in progress (``flask.g.audit``), worked out only when
+    needed (most of a read's audit is built later, by the background writer)."""
 
-    caller: Caller
-    server: Server
-    request_id: str | None
-    route: Route | None
-    written: int = 0  # versions written (and audited) in committed transactions
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.written = 0  # versions written (and audited) in committed transactions
+        self._route: Route | None = None
+        self._routed = False
+        self._caller: Caller | None = None
+
+    @property
+    def route(self) -> Route | None:
+        if not self._routed:
+            self._route, self._routed = route(), True
+        return self._route
+
+    @property
+    def caller(self) -> Caller:
+        if self._caller is None:
+            grant = self.svc.access.grant
+            self._caller = Caller(request.remote_addr) if grant is None else Caller(
+                request.remote_addr, grant.client_id, grant.organization, grant.role,
+                grant.token_hash)
+        return self._caller
+
+    @property
+    def server(self) -> Server:
+        return _server(self.svc)
+
+    @property
+    def request_id(self) -> str | None:
+        found: str | None = g.get("request_id")
+        return found
 
     def write_events(self, written: list[Written]) -> list[NewVersion]:
         """The AuditEvents of the versions one transaction wrote (called inside it)."""
         ts = now_us()
         out = []
+        caller, server, request_id = self.caller, self.server, self.request_id
         for w in written:
             interaction = WRITE_INTERACTIONS.get(w.method, "update")
             action = "C" if w.created and w.body is not None else ACTIONS[interaction]
-            event = Rest(interaction, ts, 200, self.caller, self.server, self.request_id,
+            event = Rest(interaction, ts, 200, caller, server, request_id,
                          (f"{w.type}/{w.id}/_history/{w.version}",), action=action)
             patients = _patients(w.body)
             out += [new_version(doc, ts, ts) for doc in rest_events(event, patients)]
@@ -97,16 +124,16 @@ class RequestAudit:
 def audited(svc: Services) -> Services:
     """For an authenticated request: ``svc`` (the request's own services) with its store audited;
     refuses a write of an AuditEvent before anything else is done."""
-    context = RequestAudit(_caller(svc), _server(svc), g.get("request_id"), route())
+    context = RequestAudit(svc)
     g.audit = context
-    _refuse_audit_write_route()
+    _refuse_audit_write_route(context)
     svc.store = AuditedStore(svc.store, context.write_events, context.committed)
     return svc
 
 
 def unaudited(svc: Services) -> Services:
     """``FHIR_AUTH=off``: no audit, but the audit trail stays append-only (one view per app)."""
-    _refuse_audit_write_route()
+    _refuse_audit_write_route(None)
     view: Services | None = current_app.extensions.get(_UNAUDITED_KEY)
     if view is None:
         raw = svc.raw_store or svc.store
@@ -117,10 +144,11 @@ def unaudited(svc: Services) -> Services:
     return view
 
 
-def _refuse_audit_write_route() -> None:
-    found = route()
-    if found is not None and found.interaction in _WRITES and request.view_args and \
-            request.view_args.get("rtype") == "AuditEvent":
+def _refuse_audit_write_route(context: RequestAudit | None) -> None:
+    if not request.view_args or request.view_args.get("rtype") != "AuditEvent":
+        return
+    found = context.route if context is not None else route()
+    if found is not None and found.interaction in _WRITES:
         refuse_audit_write("AuditEvent")
 
 
@@ -146,8 +174,7 @@ def after_request(response: Response) -> Response:
 def _queue(svc: Services, response: Response) -> bool:
     context: RequestAudit | None = g.get("audit")
     if context is None:  # refused before authentication completed (no token, bad token, 406...)
-        context = RequestAudit(Caller(request.remote_addr), _server(svc), g.get("request_id"),
-                               route())
+        context = RequestAudit(svc)
     found = context.route
     status = response.status_code
     if found is None:
@@ -241,7 +268,8 @@ def route() -> Route | None:
     if table is None:
         table = _routes(current_app)
         current_app.extensions["fhir_audit_routes"] = table
-    return table.get((rule.rule, request.method))
+    method = "GET" if request.method == "HEAD" else request.method  # HEAD: a GET without body
+    return table.get((rule.rule, method))
 
 
 def _routes(app: Flask) -> dict[tuple[str, str], Route]:
@@ -256,17 +284,18 @@ def _routes(app: Flask) -> dict[tuple[str, str], Route]:
     return table
 
 
-def _caller(svc: Services) -> Caller:
-    grant = svc.access.grant
-    if grant is None:
-        return Caller(request.remote_addr)
-    return Caller(request.remote_addr, grant.client_id, grant.organization, grant.role,
-                  grant.token_hash)
-
-
 def _server(svc: Services) -> Server:
-    base = svc.settings.base_url or request.host_url.rstrip("/") + "/fhir"
-    return Server(base, svc.settings.canonical_base)
+    base = svc.settings.base_url
+    if base is None:  # as http.base_url() has it, without building request.host_url each time
+        environ = request.environ
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        base = f"{request.scheme}://{host}/fhir"
+    return _server_of(base, svc.settings.canonical_base)
+
+
+@lru_cache(maxsize=64)
+def _server_of(base: str, canonical: str) -> Server:
+    return Server(base, canonical)
 
 
 def _raw(svc: Services) -> Store:

@@ -28,6 +28,8 @@ Token requests (SMART Backend Services) follow IHE IUA ITI-71 "Get Access Token"
 from __future__ import annotations
 
 import base64
+import os
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -167,6 +169,24 @@ def _client_agents(caller: Caller, server: Server, role: dict[str, str]) -> list
     return agents
 
 
+@lru_cache(maxsize=1024)
+def _rest_agents(caller: Caller, server: Server, reads: bool) -> list[dict[str, Any]]:
+    """The agents of a REST event (cached per caller: shared by events, never mutated)."""
+    client_role, server_role = ((_DESTINATION_ROLE, _SOURCE_ROLE) if reads
+                                else (_SOURCE_ROLE, _DESTINATION_ROLE))
+    return [*_client_agents(caller, server, client_role), _server_agent(server, server_role)]
+
+
+def event_id() -> str:
+    """A UUID version 7 (RFC 9562): time-ordered, so that the audit trail's rows are appended
+    to the store's indexes rather than scattered over them (half the write cost in SQLite)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62
+             | rand & ((1 << 62) - 1))
+    return str(uuid.UUID(int=value))
+
+
 def _server_agent(server: Server, role: dict[str, str]) -> dict[str, Any]:
     return {"type": {"coding": [role]}, "who": _server_reference(server), "requestor": False,
             "network": {"address": server.base_url, "type": "5"}}  # 5: URI
@@ -177,6 +197,7 @@ def _server_reference(server: Server) -> dict[str, Any]:
     return {"display": f"ehc-fhir {server.base_url}"}
 
 
+@lru_cache(maxsize=64)
 def _source(server: Server) -> dict[str, Any]:
     return {"site": server.base_url, "observer": _server_reference(server),
             "type": [_APPLICATION_SERVER]}
@@ -210,10 +231,7 @@ def rest_events(event: Rest, patients: Iterable[str] = ()) -> list[dict[str, Any
     }
     if event.outcome_desc and event.status >= 400:
         common["outcomeDesc"] = event.outcome_desc
-    client_role, server_role = ((_DESTINATION_ROLE, _SOURCE_ROLE) if reads
-                                else (_SOURCE_ROLE, _DESTINATION_ROLE))
-    common["agent"] = [*_client_agents(event.caller, event.server, client_role),
-                       _server_agent(event.server, server_role)]
+    common["agent"] = _rest_agents(event.caller, event.server, reads)
     common["source"] = _source(event.server)
     entities: list[dict[str, Any]] = []
     if event.request_id:
@@ -225,7 +243,7 @@ def rest_events(event: Rest, patients: Iterable[str] = ()) -> list[dict[str, Any
                          "query": base64.b64encode(event.query).decode("ascii")})
     out = []
     for patient in dict.fromkeys(patients) or (None,):
-        doc = {**common, "id": str(uuid.uuid4())}
+        doc = {**common, "id": event_id()}
         extra = [] if patient is None else [
             {"what": {"reference": patient}, "type": _PERSON, "role": _PATIENT_ROLE}]
         if entities or extra:
@@ -257,7 +275,7 @@ def token_event(recorded: int, caller: Caller, server: Server, request_id: str |
                          "type": _SYSTEM_OBJECT, "role": _SECURITY_RESOURCE,
                          "name": "access token (SHA-256)"})
     doc: dict[str, Any] = {
-        "resourceType": AUDIT_TYPE, "id": str(uuid.uuid4()), "type": TOKEN_TYPE,
+        "resourceType": AUDIT_TYPE, "id": event_id(), "type": TOKEN_TYPE,
         "subtype": [TOKEN_SUBTYPE], "action": "E",
         "recorded": to_instant(recorded), "outcome": "0" if ok else "4",
     }
@@ -387,15 +405,23 @@ def _coding_entries(param: str, key: tuple[str | None, str | None, str | None]
 def _reference_entries(param: str, value: dict[str, Any]) -> tuple[IndexEntry, ...]:
     ident = value.get("identifier")
     text = value.get("reference")
-    return (_literal_entries(param, text) if isinstance(text, str) else ()) + (
-        (index.ReferenceEntry(param, identifier_system=ident.get("system"),
-                              identifier_value=ident.get("value")),)
-        if isinstance(ident, dict) else ())
+    if not isinstance(ident, dict):
+        return _literal_entries(param, text) if isinstance(text, str) else ()
+    return _identified_entries(param, text if isinstance(text, str) else None,
+                               ident.get("system"), ident.get("value"))
 
 
 @lru_cache(maxsize=8192)
 def _literal_entries(param: str, text: str) -> tuple[IndexEntry, ...]:
     return tuple(index.CONVERTERS["reference"](param, {"reference": text}, "Reference"))
+
+
+@lru_cache(maxsize=1024)
+def _identified_entries(param: str, text: str | None, system: str | None,
+                        value: str | None) -> tuple[IndexEntry, ...]:
+    literal = _literal_entries(param, text) if text is not None else ()
+    return (*literal, index.ReferenceEntry(param, identifier_system=system,
+                                           identifier_value=value))
 
 
 @cache

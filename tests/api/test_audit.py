@@ -186,6 +186,11 @@ def test_read_search_create_update_delete_are_each_audited(client: FlaskClient,
     assert _client_agent(event)["type"]["coding"][0]["code"] == "110152"
     _check_client(event, "h1", tok)
 
+    response = client.head(f"/fhir/Observation/{obs['id']}", headers=_h(tok))
+    assert response.status_code == 200
+    event = _one(client, tokens, response)
+    assert (_subtypes(event), _patients(event)) == (["read"], [f"Patient/{pid}"])
+
     response = client.get(f"/fhir/Observation/{obs['id']}/_history/1", headers=_h(tok))
     event = _one(client, tokens, response)
     assert (_subtypes(event), event["action"]) == (["vread"], "R")

@@ -1,0 +1,121 @@
+"""In-process cost of auth and audit per read: Flask's test client, one process, one SQLite file.
+
+    .venv/bin/python bench/audit_cost.py [--reads 3000] [--rounds 5]
+
+Three configurations, each on its own fresh database with the same 200 Patients, run in
+alternation (ABCABC...) so that load on a shared machine hits them alike; the best round of each is
+reported (the least disturbed), with the median beside it:
+
+* ``off``: ``FHIR_AUTH=off`` (no token, no audit);
+* ``auth``: ``FHIR_AUTH=on`` with the audit's queue disabled (token lookup, access decision, guard,
+  the request-side audit bookkeeping): what authentication and enforcement cost;
+* ``audit``: ``FHIR_AUTH=on`` with the audit as it runs (one AuditEvent per read, written by the
+  background writer). The clock stops after the writer has written every event of the round, so
+  the writer's work (build, index, one transaction per ~100 ms) is counted in full.
+
+Also reported: the writer's own cost per event (build + index + write, in batches of 100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from fhir_server.app import create_app
+from fhir_server.auth import audit, audit_events
+from fhir_server.auth.audit_writer import AuditWriter, write, writer
+from fhir_server.config import Settings
+from fhir_server.fhir.instants import now_us
+from fhir_server.store.sqlite import SqliteStore
+from tests.oauth import ec_key, get_token, register
+
+PATIENTS = 200
+
+
+def _setup(directory: Path, name: str, auth: bool) -> tuple[FlaskClient, dict[str, str], list[str]]:
+    settings = Settings(store_url=f"sqlite:///{directory / name}.db", access_log=False, auth=auth,
+                        enforce_profiles="off")
+    store = SqliteStore.from_url(settings.store_url)
+    app = create_app(settings, store)
+    client = app.test_client()
+    headers = {"Content-Type": "application/fhir+json"}
+    if auth:
+        key = ec_key("bench-1")
+        register(store, "bench", "hospital", key, organization="Organization/bench")
+        headers["Authorization"] = f"Bearer {get_token(client, key, 'bench', 'system/*.cruds')}"
+    ids = []
+    for i in range(PATIENTS):
+        body = {"resourceType": "Patient", "name": [{"family": f"F{i}"}], "gender": "female"}
+        response = client.post("/fhir/Patient", json=body, headers=headers)
+        assert response.status_code == 201, response.get_json()
+        ids.append(response.get_json()["id"])
+    audit.flush()
+    return client, headers, ids
+
+
+def _round(client: FlaskClient, headers: dict[str, str], ids: list[str], reads: int) -> float:
+    start = time.perf_counter()
+    for i in range(reads):
+        response = client.get(f"/fhir/Patient/{ids[i % len(ids)]}", headers=headers)
+        assert response.status_code == 200
+    assert audit.flush(60)
+    return (time.perf_counter() - start) / reads * 1e6
+
+
+class _Discard(AuditWriter):
+    def submit(self, store: Any, job: Any) -> bool:
+        return True
+
+
+def _writer_cost(directory: Path, events: int = 3000) -> float:
+    store = SqliteStore(directory / "writer.db")
+    caller = audit_events.Caller("127.0.0.1", "bench", "Organization/bench", "hospital", "ab" * 32)
+    server = audit_events.Server("http://localhost/fhir", "https://example.org")
+    start = time.perf_counter()
+    for _ in range(events // 100):
+        versions = []
+        for _ in range(100):
+            event = audit_events.Rest("read", now_us(), 200, caller, server, "r-1",
+                                      ("Observation/o1",))
+            docs = audit_events.rest_events(event, ["Patient/p1"])
+            versions += [audit_events.new_version(d, event.recorded, now_us()) for d in docs]
+        write(store, versions)
+    store.close()
+    return (time.perf_counter() - start) / events * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reads", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        setups = {name: _setup(directory, name, name != "off") for name in ("off", "auth", "audit")}
+        real = writer()
+        discard = _Discard()
+        times: dict[str, list[float]] = {name: [] for name in setups}
+        for _ in range(args.rounds):
+            for name, (client, headers, ids) in setups.items():
+                audit.writer = (lambda: discard) if name == "auth" else (lambda: real)  # type: ignore[assignment]
+                times[name].append(_round(client, headers, ids, args.reads))
+        audit.writer = lambda: real  # type: ignore[assignment]
+        off = min(times["off"])
+        print(f"reads per round: {args.reads}, rounds: {args.rounds} (best / median, µs per read)")
+        for name, values in times.items():
+            best, median = min(values), statistics.median(values)
+            extra = "" if name == "off" else f"  +{(best - off) / off * 100:.0f}% vs off"
+            print(f"  {name:6} {best:8.1f} / {median:8.1f}{extra}")
+        print(f"  throughput cost of auth+audit: {(1 - off / min(times['audit'])) * 100:.0f}% "
+              f"(auth alone: {(1 - off / min(times['auth'])) * 100:.0f}%)")
+        print(f"writer: {_writer_cost(directory):.1f} µs per AuditEvent (build, index, write)")
+
+
+if __name__ == "__main__":
+    main()
