@@ -86,7 +86,7 @@ def create(svc: Services, rtype: str, resource: Any, *,
     """
     check_type(rtype)
     svc.access.require(rtype, "c")
-    body = validate(resource, rtype)
+    body = validate(resource, rtype, svc.store)
     rid = new_id()
     return run_write(svc.store, lambda tx: create_in(tx, rtype, body, rid, if_none_exist))
 
@@ -120,7 +120,7 @@ def update(
     """https://hl7.org/fhir/R4/http.html#update: the body's id must equal the URL's."""
     check_type(rtype)
     svc.access.require(rtype, "u")
-    body = validate(resource, rtype)
+    body = validate(resource, rtype, svc.store)
     check_update_id(rtype, rid, body)
     return run_write(svc.store, lambda tx: update_in(tx, svc, rtype, rid, body, if_match))
 
@@ -145,7 +145,7 @@ def patch_in(tx: Tx, rtype: str, rid: str, document: jsonpatch.JsonPatch,
         raise Unprocessable(f"JSON Patch test failed: {exc}") from None
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise Unprocessable(f"JSON Patch cannot be applied to {rtype}/{rid}: {exc}") from None
-    body = validate(patched, rtype)
+    body = validate(patched, rtype, tx)
     if body.get("id") != rid:
         raise InvalidRequest("A patch may not change the resource id", expression=f"{rtype}.id")
     return WriteResult(put(tx, rtype, rid, body, current, "PATCH"))
@@ -200,7 +200,7 @@ def conditional_update(svc: Services, rtype: str, where: ir.Node, resource: Any)
     several are a 412."""
     check_type(rtype)
     svc.access.require(rtype, "u")
-    body = validate(resource, rtype)
+    body = validate(resource, rtype, svc.store)
     return run_write(svc.store, lambda tx: conditional_update_in(tx, rtype, where, body))
 
 

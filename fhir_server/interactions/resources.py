@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fhir_server.config import Settings
 from fhir_server.errors import (
     Conflict,
+    FhirError,
     Gone,
     InvalidResource,
     NotFound,
@@ -32,6 +33,7 @@ from fhir_server.store import (
     UniqueViolation,
     VersionConflict,
 )
+from fhir_server.store.base import Reader
 
 T = TypeVar("T")
 _MAX_ATTEMPTS = 8
@@ -49,16 +51,36 @@ def check_type(rtype: str) -> None:
         raise NotFound(f"Unknown resource type {rtype!r}: this is not an R4 resource type")
 
 
-def validate(resource: Any, rtype: str) -> dict[str, Any]:
+def validate(resource: Any, rtype: str, reader: Reader | None = None) -> dict[str, Any]:
     """Structural R4 validation (400 with every issue found), then the profiles the resource
-    declares or its type must conform to (422 on errors; see ``profiles/enforcement.py``)."""
+    declares or its type must conform to (422 on errors; see ``profiles/enforcement.py``).
+    ``reader``: where invariants using ``resolve()`` find referenced resources (an immunisation
+    not dated before the patient's birth); without one those invariants are skipped."""
     issues = structure.validate(resource, rtype)
     if issues:
         raise InvalidResource(issues[0].diagnostics, issues=issues)
     assert isinstance(resource, dict)
     if _profiles is not None:
-        _profiles.enforce(resource)
+        _profiles.enforce(resource, None if reader is None else store_resolver(reader))
     return resource
+
+
+def store_resolver(reader: Reader) -> Callable[[str], dict[str, Any] | None]:
+    """``resolve()`` for invariants: a local reference's current resource as the caller may see it
+    (None when it is not a local reference, unknown, deleted or not visible)."""
+    def resolve(reference: str) -> dict[str, Any] | None:
+        parts = reference.split("/_history/")[0].split("/")
+        if len(parts) < 2 or parts[-2] not in structure.RESOURCE_TYPES or not parts[-1]:
+            return None
+        try:
+            stored = reader.read(parts[-2], parts[-1])
+        except FhirError:  # not visible to the caller: not resolvable, never a failure
+            return None
+        if stored is None or stored.body is None:
+            return None
+        found = jsonio.loads_trusted(stored.body)
+        return found if isinstance(found, dict) else None
+    return resolve
 
 
 _profiles: Enforcement | None = None

@@ -95,9 +95,9 @@ class Enforcement:
             return []
         return self.validator.validate(resource, urls, resolver=resolver)
 
-    def enforce(self, resource: dict[str, Any]) -> list[Issue]:
+    def enforce(self, resource: dict[str, Any], resolver: Resolver | None = None) -> list[Issue]:
         """Raise 422 when an error is found; return the warnings otherwise."""
-        issues = self.check(resource)
+        issues = self.check(resource, resolver)
         errors = [i for i in issues if i.severity in ("error", "fatal")]
         if errors:
             raise Unprocessable(f"The {resource.get('resourceType')} does not conform to its "

@@ -275,6 +275,29 @@ def test_validate_resolves_references_to_stored_resources(client: FlaskClient) -
     assert got == [("error", "rhip-imm-birth", "Immunization.occurrenceDateTime")]
 
 
+def test_writes_check_the_immunisation_against_the_stored_patients_birth(client: FlaskClient) -> None:
+    patient = seed("Patient", 0)
+    born = patient["birthDate"]
+    rid = client.post("/fhir/Patient", json=new("Patient", 0), headers=JSON).get_json()["id"]
+    imm = new("Immunization")
+    imm["patient"] = {"reference": f"Patient/{rid}"}
+    imm["occurrenceDateTime"] = f"{int(born[:4]) - 1}{born[4:]}T10:00:00+08:00"
+    before = count(client, "Immunization")
+    response = client.post("/fhir/Immunization", json=imm, headers=JSON)
+    assert response.status_code == 422
+    assert issues(response)[0][1:] == ("rhip-imm-birth", "Immunization.occurrenceDateTime")
+    assert count(client, "Immunization") == before
+    imm["occurrenceDateTime"] = f"{born}T10:00:00+08:00"
+    created = client.post("/fhir/Immunization", json=imm, headers=JSON)
+    assert created.status_code == 201, created.get_json()
+    # a patch moving the date before the birth is refused the same way
+    patch = [{"op": "replace", "path": "/occurrenceDateTime",
+              "value": f"{int(born[:4]) - 2}{born[4:]}T10:00:00+08:00"}]
+    response = client.patch(f"/fhir/Immunization/{created.get_json()['id']}", json=patch,
+                            headers={"Content-Type": "application/json-patch+json"})
+    assert response.status_code == 422
+
+
 def test_validate_parameters_errors(client: FlaskClient) -> None:
     for body in ({"resourceType": "Parameters", "parameter": [{"name": "mode",
                                                                "valueCode": "create"}]},
