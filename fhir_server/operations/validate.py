@@ -19,29 +19,11 @@ from typing import Any
 from fhir_server.errors import Gone, InvalidRequest, Issue, NotFound, outcome_json
 from fhir_server.fhir import jsonio, structure
 from fhir_server.interactions.context import Services
-from fhir_server.interactions.resources import check_type
-from fhir_server.profiles.catalog import Resolver
+from fhir_server.interactions.resources import check_type, store_resolver
 from fhir_server.profiles.enforcement import enforcement
 
 PARAMETERS = frozenset({"mode", "profile"})
 MODES = ("create", "update", "delete")
-
-
-def _resolver(svc: Services) -> Resolver:
-    def resolve(reference: str) -> dict[str, Any] | None:
-        parts = reference.split("/_history/")[0].split("/")
-        if len(parts) < 2 or not parts[-2] or parts[-2] not in structure.RESOURCE_TYPES:
-            return None
-        try:
-            stored = svc.store.read(parts[-2], parts[-1])
-        except Exception:  # an unreadable reference is not resolvable, never a failure
-            return None
-        if stored is None or stored.body is None:
-            return None
-        found = jsonio.loads_trusted(stored.body)
-        return found if isinstance(found, dict) else None
-
-    return resolve
 
 
 def split_parameters(body: Any, rtype: str) -> tuple[Any, dict[str, str]]:
@@ -106,7 +88,7 @@ def validate(svc: Services, rtype: str, resource: Any, *, rid: str | None = None
         issues += _mode_issues(rtype, resource, rid, mode)
     if any(i.severity in ("error", "fatal") for i in issues) or not isinstance(resource, dict):
         return outcome_json(issues)
-    resolver = _resolver(svc)
+    resolver = store_resolver(svc.store)
     profiles = [url] if url is not None else rules.profiles_for(resource)
     issues += rules.validator.validate(resource, profiles, resolver=resolver)
     return outcome_json(issues)
