@@ -127,7 +127,7 @@ def audited(svc: Services) -> Services:
     context = RequestAudit(svc)
     g.audit = context
     _refuse_audit_write_route(context)
-    svc.store = AuditedStore(svc.store, context.write_events, context.committed)
+    svc.store = AuditedStore(svc.store, _raw(svc), context.write_events, context.committed)
     return svc
 
 
@@ -137,7 +137,7 @@ def unaudited(svc: Services) -> Services:
     view: Services | None = current_app.extensions.get(_UNAUDITED_KEY)
     if view is None:
         raw = svc.raw_store or svc.store
-        view = Services(svc.settings, AuditedStore(raw), svc.access, raw)
+        view = Services(svc.settings, AuditedStore(raw, raw), svc.access, raw)
         view.__dict__["cursor_key"] = svc.cursor_key
         view.__dict__["terminology"] = svc.terminology
         current_app.extensions[_UNAUDITED_KEY] = view

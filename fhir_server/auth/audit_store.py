@@ -29,6 +29,7 @@ from typing import Any
 
 from fhir_server.auth.audit_events import AUDIT_TYPE, unindexed
 from fhir_server.auth.audit_writer import writing
+from fhir_server.auth.guard import GuardedTx
 from fhir_server.errors import InvalidRequest, MethodNotAllowed
 from fhir_server.search import ir
 from fhir_server.store.base import (
@@ -122,11 +123,11 @@ class AuditedStore(_Reads):
     """``inner`` (the request's store) with audited, append-only writes (module docstring).
     ``record`` None: append-only only (``FHIR_AUTH=off``)."""
 
-    def __init__(self, inner: Store, record: Recorder | None = None,
+    def __init__(self, inner: Store, raw: Store, record: Recorder | None = None,
                  on_commit: Callable[[int], None] | None = None) -> None:
         self.inner: Store = inner
         self.store = inner
-        self.raw: Store = getattr(inner, "store", inner)  # a GuardedStore's own store
+        self.raw = raw  # the store itself (``inner`` may be a GuardedStore over it)
         self.record = record
         self.on_commit = on_commit
         self.name = inner.name
@@ -135,8 +136,8 @@ class AuditedStore(_Reads):
     @contextmanager
     def transaction(self) -> Iterator[AuditedTx]:
         with writing(self.raw), self.store.transaction() as tx:
-            # a GuardedTx keeps the store's own transaction as ``tx``: audits bypass the guard
-            audited = AuditedTx(tx, getattr(tx, "tx", tx))
+            # audits bypass the guard: they go to the store's own transaction
+            audited = AuditedTx(tx, tx.tx if isinstance(tx, GuardedTx) else tx)
             yield audited
             written = audited.written
             if self.record is not None and written:
