@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 
 from fhir_server.app import create_app
 from fhir_server.auth import audit
+from fhir_server.auth.audit_writer import writer
 from fhir_server.auth.grants import token_hash
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
@@ -379,6 +380,9 @@ def test_no_token_is_ever_stored(client: FlaskClient, tokens: dict[str, str],
 # -- written with the data -----------------------------------------------------------------------
 def test_the_data_write_fails_when_its_audit_cannot_be_written(
         client: FlaskClient, tokens: dict[str, str], astore: AuditRefusingStore) -> None:
+    """The failure is injected by :class:`AuditRefusingStore`, a tiny subclass of the SQLite store
+    whose transactions raise on the put of an AuditEvent: create, update, delete and a transaction
+    Bundle all fail (503) and leave nothing written."""
     tok = tokens["h1"]
     pid = _create(client, tok, {"resourceType": "Patient"})["id"]
     assert audit.flush()
@@ -472,6 +476,8 @@ def test_audit_events_are_append_only(client: FlaskClient, tokens: dict[str, str
                                           "entry": [delete]}, headers=_h(auditor))
     assert response.status_code == 405
     # FHIR_AUTH=off: no audit, and still no way to change the trail
+    assert audit.flush()
+    count = astore.count(("AuditEvent",), ir.And())
     open_app = create_app(replace(auth_settings, auth=False), astore).test_client()
     assert open_app.delete(url).status_code == 405
     assert open_app.put(url, json=event, headers=_h()).status_code == 405
@@ -480,3 +486,33 @@ def test_audit_events_are_append_only(client: FlaskClient, tokens: dict[str, str
     assert batch["entry"][0]["response"]["status"].startswith("405")
     stored = astore.read("AuditEvent", event["id"])
     assert stored is not None and stored.version == 1
+    assert audit.flush()
+    assert astore.count(("AuditEvent",), ir.And()) == count
+
+
+# -- the background writer -----------------------------------------------------------------------
+def test_reads_are_refused_rather_than_left_unaudited(client: FlaskClient, tokens: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full queue (the store refusing audits for a long time) answers 503, not the data."""
+    pid = _create(client, tokens["h1"], {"resourceType": "Patient"})["id"]
+    assert audit.flush()
+    monkeypatch.setattr(writer(), "max_backlog", 0)
+    response = client.get(f"/fhir/Patient/{pid}", headers=_h(tokens["h1"]))
+    assert response.status_code == 503
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    assert "Patient" not in response.get_data(as_text=True)
+
+
+def test_closing_the_store_writes_its_queued_audits(auth_settings: Settings) -> None:
+    store = SqliteStore.from_url(auth_settings.store_url)
+    register(store, "h1", "hospital", KEY, organization="Organization/h1")
+    client = create_app(auth_settings, store).test_client()
+    token = get_token(client, KEY, "h1", "system/*.rs")
+    for _ in range(20):
+        client.get("/fhir/Patient", headers=_h(token))
+    store.close()  # without waiting for the writer's next round
+    reopened = SqliteStore.from_url(auth_settings.store_url)
+    try:
+        assert reopened.count(("AuditEvent",), ir.And()) == 21  # the token request and 20 searches
+    finally:
+        reopened.close()
