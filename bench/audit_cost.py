@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.oauth: real keys and tokens
 
 from fhir_server.app import create_app
 from fhir_server.auth import audit, audit_events
