@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from fhir_server.auth.policy import OWNER_TAG_PATH
 from fhir_server.fhir import identifiers as ids
 from fhir_server.fhir.identifiers import (
     DEFAULT_CANONICAL_BASE,
@@ -353,7 +354,18 @@ class _Generator:
                 roles.append(role)
         yield from roles
         for i in range(1, self.patients + 1):
-            yield from self.patient_bundle(i)
+            for res in self.patient_bundle(i):
+                yield self._owned(res)
+
+    def _owned(self, res: Resource) -> Resource:
+        """The record-owner tag the platform stamps on API writes (fhir_server.auth.guard), so a
+        hospital may change the seeded records of its own organisation, and only those."""
+        org = owner_organization(res)
+        if org is not None:
+            meta = res.setdefault("meta", {})
+            meta["tag"] = [*meta.get("tag", []), {"system": f"{self.base}/{OWNER_TAG_PATH}",
+                                                  "code": org}]
+        return res
 
     # -- person
     def make_person(self, i: int) -> Person:
@@ -824,6 +836,23 @@ class _Generator:
             res["output"] = [{"type": {"text": "到诊就诊"},
                               "valueReference": ref("Encounter", output_enc)}]
         return res
+
+
+def owner_organization(res: Resource) -> str | None:
+    """The id of the organisation responsible for a seeded clinical record: the Encounter's service
+    provider, the Patient's or EpisodeOfCare's managing organisation, the Task's owner, the
+    vaccinating organisation, the referral's issuing organisation; None for the others."""
+    candidates: list[Any] = [res.get("serviceProvider"), res.get("managingOrganization"),
+                             res.get("owner")]
+    if res.get("resourceType") == "Immunization":
+        candidates += [p.get("actor") for p in res.get("performer", [])]
+    if res.get("resourceType") == "ServiceRequest":
+        candidates += [i.get("assigner") for i in res.get("identifier", [])]
+    for ref_ in candidates:
+        target = ref_.get("reference", "") if isinstance(ref_, dict) else ""
+        if target.startswith("Organization/"):
+            return str(target.partition("/")[2])
+    return None
 
 
 def hash_int(s: str) -> int:

@@ -191,9 +191,13 @@ class GuardedTx(_GuardedReads):
         owner = self.access.owner_tag
         if owner is None:
             return replace(new, body=jsonio.dumps(doc | {"meta": meta})) if meta else new
+        # ownership is the creator's: an update keeps the current owner (a referral partner
+        # updating a referral does not take it from the hospital that wrote it)
+        kept = [t for t in old_meta.get("tag", []) if isinstance(t, dict)
+                and t.get("system") == owner["system"]]
         tags = [t for t in meta.get("tag", []) if not (isinstance(t, dict)
                                                         and t.get("system") == owner["system"])]
-        meta["tag"] = [*tags, owner]
+        meta["tag"] = [*tags, *(kept or [owner])]
         doc["meta"] = meta
         return replace(new, body=jsonio.dumps(doc), index=tuple(index.extract(doc)))
 

@@ -346,3 +346,26 @@ def test_operations_respect_scopes(world: Any) -> None:
     response = client.post("/fhir/Patient/$match", json=match, headers=_h(mch_only))
     assert response.status_code == 403
     _get(client, mch_only, "/fhir/Patient/p1/$everything", 403)
+
+
+def test_ownership_stays_with_the_creator(world: Any) -> None:
+    app, tokens, _ = world
+    client = app.test_client()
+    referral = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+                "subject": {"reference": "Patient/p1"},
+                "performer": [{"reference": "Organization/ref"}]}
+    created = client.post("/fhir/ServiceRequest", json=referral, headers=_h(tokens["h1"]))
+    assert created.status_code == 201
+    sr = created.get_json()
+    # the referral partner accepts it (an update it may make) ...
+    accepted = client.put(f"/fhir/ServiceRequest/{sr['id']}", json={**sr, "priority": "urgent"},
+                          headers=_h(tokens["ref"]))
+    assert accepted.status_code == 200, accepted.get_json()
+    owner = f"{DEFAULT_CANONICAL_BASE}/CodeSystem/record-owner"
+    assert [t["code"] for t in accepted.get_json()["meta"]["tag"] if t["system"] == owner] == ["h1"]
+    # ... and the hospital that wrote it can still change it; the other hospital cannot
+    latest = accepted.get_json()
+    assert client.put(f"/fhir/ServiceRequest/{sr['id']}", json={**latest, "status": "completed"},
+                      headers=_h(tokens["h1"])).status_code == 200
+    assert client.put(f"/fhir/ServiceRequest/{sr['id']}", json={**latest, "status": "revoked"},
+                      headers=_h(tokens["h2"])).status_code == 403

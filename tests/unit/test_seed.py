@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from fhir_server.fhir.identifiers import (
+    DEFAULT_CANONICAL_BASE,
     cin_birth_date,
     cin_sex,
     identifier_systems,
@@ -428,3 +429,25 @@ def test_progress_bar_non_tty() -> None:
     assert lines[-1].startswith("seed [") and "100/100" in lines[-1]
     bar.update()  # after close: ignored
     assert buf.getvalue().splitlines() == lines
+
+
+def test_clinical_records_carry_their_organisations_record_owner_tag() -> None:
+    owner = f"{DEFAULT_CANONICAL_BASE}/CodeSystem/record-owner"
+    expected = {"Encounter": lambda r: r["serviceProvider"]["reference"],
+                "Patient": lambda r: r["managingOrganization"]["reference"],
+                "Task": lambda r: r["owner"]["reference"],
+                "ServiceRequest": lambda r: r["identifier"][0]["assigner"]["reference"]}
+    seen = set()
+    for res in generate(40, seed=5):
+        tags = [t["code"] for t in res.get("meta", {}).get("tag", []) if t["system"] == owner]
+        rtype = res["resourceType"]
+        if rtype in expected:
+            assert tags == [expected[rtype](res).partition("/")[2]], res["id"]
+            seen.add(rtype)
+        elif rtype == "Immunization":
+            orgs = [p["actor"]["reference"] for p in res["performer"]
+                    if p["actor"]["reference"].startswith("Organization/")]
+            assert tags == [orgs[0].partition("/")[2]]
+        elif rtype in ("Organization", "Practitioner", "PractitionerRole"):
+            assert tags == []
+    assert seen == set(expected)
