@@ -73,9 +73,10 @@ def test_another_clients_token_is_inactive_to_me(client: FlaskClient, clients: S
 
 def test_expired_token_is_inactive(client: FlaskClient, clients: SqliteStore) -> None:
     token, _ = grants.issue(clients, "a", "insurer", "Organization/ins-a",
-                            parse_scopes("system/Encounter.rs"), (), 1)
+                            parse_scopes("system/Encounter.rs"), (), 2)
+    # exp is whole seconds: a 2 s token is active for at least 1 s and gone after 2.1 s
     assert introspect(client, token).get_json()["active"] is True
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert introspect(client, token).get_json() == {"active": False}
     with pytest.raises(Unauthorized):
         authenticate(clients, Settings(), f"Bearer {token}")
