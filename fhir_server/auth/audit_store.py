@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from fhir_server.auth.audit_events import AUDIT_TYPE, unindexed
 from fhir_server.auth.audit_writer import writing
@@ -42,6 +41,7 @@ from fhir_server.store.base import (
     StoredResource,
     Tx,
 )
+from fhir_server.store.view import StoreView
 
 APPEND_ONLY = ("AuditEvent records are append-only: they are written by the server and cannot be"
                " created, updated, patched or deleted through the API")
@@ -119,19 +119,17 @@ class AuditedTx(_Reads):
         return written
 
 
-class AuditedStore(_Reads):
+class AuditedStore(_Reads, StoreView):
     """``inner`` (the request's store) with audited, append-only writes (module docstring).
     ``record`` None: append-only only (``FHIR_AUTH=off``)."""
 
     def __init__(self, inner: Store, raw: Store, record: Recorder | None = None,
                  on_commit: Callable[[int], None] | None = None) -> None:
+        super().__init__(inner)
         self.inner: Store = inner
-        self.store = inner
         self.raw = raw  # the store itself (``inner`` may be a GuardedStore over it)
         self.record = record
         self.on_commit = on_commit
-        self.name = inner.name
-        self.capabilities = inner.capabilities
 
     @contextmanager
     def transaction(self) -> Iterator[AuditedTx]:
@@ -145,29 +143,3 @@ class AuditedStore(_Reads):
                     audited.raw.put(version, 0)
         if self.on_commit is not None and written:
             self.on_commit(len(written))
-
-    def ping(self) -> None:
-        self.store.ping()
-
-    def secret(self, name: str, length: int = 32) -> bytes:
-        return self.store.secret(name, length)
-
-    def close(self) -> None:
-        self.store.close()
-
-    def registry_get(self, kind: str, key: str) -> dict[str, Any] | None:
-        return self.store.registry_get(kind, key)
-
-    def registry_put(self, kind: str, key: str, value: dict[str, Any],
-                     expires: int | None = None) -> None:
-        self.store.registry_put(kind, key, value, expires)
-
-    def registry_add(self, kind: str, key: str, value: dict[str, Any],
-                     expires: int | None = None) -> bool:
-        return self.store.registry_add(kind, key, value, expires)
-
-    def registry_delete(self, kind: str, key: str) -> bool:
-        return self.store.registry_delete(kind, key)
-
-    def registry_list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        return self.store.registry_list(kind)

@@ -38,6 +38,7 @@ from fhir_server.store.base import (
     StoredResource,
     Tx,
 )
+from fhir_server.store.view import StoreView
 
 _HISTORY_ROUNDS = 20  # inner pages read to fill one filtered history page
 
@@ -202,43 +203,15 @@ class GuardedTx(_GuardedReads):
         return replace(new, body=jsonio.dumps(doc), index=tuple(index.extract(doc)))
 
 
-class GuardedStore(_GuardedReads):
+class GuardedStore(_GuardedReads, StoreView):
     """``store`` as the holder of ``access`` sees it (see the module docstring)."""
 
     def __init__(self, inner: Store, access: Access) -> None:
-        self.inner = self.store = inner
+        super().__init__(inner)
+        self.inner = inner
         self.access = access
-        self.name = inner.name
-        self.capabilities = inner.capabilities
 
     @contextmanager
     def transaction(self) -> Iterator[GuardedTx]:
         with self.store.transaction() as tx:
             yield GuardedTx(tx, self.access)
-
-    def ping(self) -> None:
-        self.store.ping()
-
-    def secret(self, name: str, length: int = 32) -> bytes:
-        return self.store.secret(name, length)
-
-    def close(self) -> None:
-        self.store.close()
-
-    # auth state is the server's, not the client's: passed through
-    def registry_get(self, kind: str, key: str) -> dict[str, Any] | None:
-        return self.store.registry_get(kind, key)
-
-    def registry_put(self, kind: str, key: str, value: dict[str, Any],
-                     expires: int | None = None) -> None:
-        self.store.registry_put(kind, key, value, expires)
-
-    def registry_add(self, kind: str, key: str, value: dict[str, Any],
-                     expires: int | None = None) -> bool:
-        return self.store.registry_add(kind, key, value, expires)
-
-    def registry_delete(self, kind: str, key: str) -> bool:
-        return self.store.registry_delete(kind, key)
-
-    def registry_list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
-        return self.store.registry_list(kind)
