@@ -9,6 +9,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fhir_server.fhir import jsonio
 
 
@@ -37,3 +39,9 @@ def examples() -> list[tuple[str, Any]]:
 def synthea_bundles() -> list[tuple[str, Any]]:
     """The Synthea transaction bundles in ``shared/synthea`` as (filename, bundle)."""
     return _load_dir("synthea")
+
+
+#: For tests that need the official examples (and Synthea): skipped, saying why, when ``../shared``
+#: is not beside the repository.
+needs_shared = pytest.mark.skipif(
+    not (shared_dir() / "fhir-r4-examples").is_dir(), reason="../shared is not present")

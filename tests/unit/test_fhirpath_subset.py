@@ -14,7 +14,7 @@ from fhirpathpy.models import models
 
 from fhir_server.search.fhirpath import compile_path, fallbacks, reference_type
 from fhir_server.search.params import registry
-from tests.shared_data import examples, synthea_bundles
+from tests.shared_data import examples, needs_shared, synthea_bundles
 
 OBS: dict[str, Any] = {
     "resourceType": "Observation",
@@ -161,6 +161,7 @@ def _resources() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@needs_shared
 def test_agreement_with_fhirpathpy() -> None:
     reg = registry()
     resources = _resources()

@@ -21,7 +21,7 @@ from fhir_server.profiles.loader import read_resources
 from fhir_server.terminology.service import terminology
 from seed import SEED_REFERENCE_DATE, generate
 from tests.profile_cases import BASE, NOW, PROFILE, SD, SYS, validator
-from tests.shared_data import examples, shared_dir
+from tests.shared_data import examples, needs_shared, shared_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("rhip-patient", "rhip-encounter", "rhip-immunization", "rhip-referral",
@@ -102,6 +102,7 @@ def test_official_examples_still_validate_against_the_base_spec(name: str, resou
     assert all(i.code == "not-supported" for i in issues), issues
 
 
+@needs_shared
 def test_official_patient_examples_do_not_conform_to_rhip_patient() -> None:
     patients = [r for _, r in examples() if r["resourceType"] == "Patient"]
     assert patients
@@ -123,6 +124,7 @@ def test_the_seed_population_conforms() -> None:
     assert checked > 1000
 
 
+@needs_shared
 @pytest.mark.parametrize(("mutate", "key", "where"), [
     (lambda r: r.update(gender="man"), "Patient.gender", "Patient.gender"),
     (lambda r: r["contact"].append({"gender": "male"}), "pat-1", "Patient.contact[1]"),
@@ -138,6 +140,7 @@ def test_base_rules_are_checked(mutate: Any, key: str, where: str) -> None:
     assert [(i.diagnostics.split(": ", 1)[0], i.expression[0]) for i in issues] == [(key, where)]
 
 
+@needs_shared
 def test_unknown_and_mismatched_profiles() -> None:
     patient = next(r for _, r in examples() if r["resourceType"] == "Patient")
     issues = validator().validate(patient, ["http://example.org/StructureDefinition/other"])

@@ -27,7 +27,7 @@ from fhir_server.profiles.invariants import Invariant
 from fhir_server.profiles.natives import BASE_NATIVES
 from fhir_server.terminology.service import terminology
 from tests.profile_cases import BASE, population, resolver
-from tests.shared_data import examples, synthea_bundles
+from tests.shared_data import examples, needs_shared, synthea_bundles
 from tests.unit import test_profiles_clinical, test_profiles_patient
 
 NOW = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
@@ -170,6 +170,7 @@ def base_contexts() -> dict[str, list[Context]]:
 BASE_CASES = sorted(BASE_NATIVES)
 
 
+@needs_shared
 @pytest.mark.slow
 @pytest.mark.parametrize(("key", "expression"), BASE_CASES, ids=[k for k, _ in BASE_CASES])
 def test_native_base_rule_agrees_with_fhirpathpy(key: str, expression: str) -> None:
