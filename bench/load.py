@@ -373,7 +373,7 @@ def scenario(name: str, opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             def fresh_args() -> list[str]:
                 return [ids_file, "/fhir/Patient/", "", fetch_token(srv.base, reader_id, reader, scope)]
 
-            job = WrkJob(name, wrk_scripts.RANDOM_GET_AUTH, "/", [], refresh=fresh_args)
+            job = WrkJob(name, wrk_scripts.RANDOM_GET, "/", [], refresh=fresh_args)
             result = measure(srv, job, workdir, opts)
             result["server_read_ms"] = server_read_ms(
                 srv.port, ids, opts.samples, fetch_token(srv.base, reader_id, reader, scope))

@@ -41,7 +41,7 @@ function done(summary, latency, requests)
 end
 """
 
-# GET <prefix><random id><suffix>; args: ids file, prefix, suffix
+# GET <prefix><random id><suffix>; args: ids file, prefix, suffix[, bearer access token]
 RANDOM_GET = _COMMON + r"""
 local ids, prefix, suffix
 local headers = {["Accept"] = "application/fhir+json"}
@@ -49,22 +49,7 @@ function init(args)
   ids = load_lines(args[1])
   prefix = args[2]
   suffix = args[3] or ""
-  math.randomseed(os.time() * 100 + (tid or 0))
-end
-function request()
-  return wrk.format("GET", prefix .. ids[math.random(#ids)] .. suffix, headers)
-end
-"""
-
-# RANDOM_GET with a bearer token; args: ids file, prefix, suffix, access token
-RANDOM_GET_AUTH = _COMMON + r"""
-local ids, prefix, suffix
-local headers = {["Accept"] = "application/fhir+json"}
-function init(args)
-  ids = load_lines(args[1])
-  prefix = args[2]
-  suffix = args[3] or ""
-  headers["Authorization"] = "Bearer " .. args[4]
+  if args[4] then headers["Authorization"] = "Bearer " .. args[4] end
   math.randomseed(os.time() * 100 + (tid or 0))
 end
 function request()
