@@ -175,6 +175,10 @@ class Store(Reader, Protocol):
     def registry_list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """The unexpired entries of ``kind`` as (key, value), by key."""
 
+    def registry_incr(self, kind: str, key: str, amount: int, expires: int | None = None) -> int:
+        """Add ``amount`` to the counter under (kind, key) atomically across processes, creating
+        it (with ``expires``) if absent or expired; the new count. Reads as ``{"count": n}``."""
+
     def close(self) -> None: ...
 
 

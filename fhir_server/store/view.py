@@ -60,3 +60,6 @@ class StoreView:
 
     def registry_list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         return self.store.registry_list(kind)
+
+    def registry_incr(self, kind: str, key: str, amount: int, expires: int | None = None) -> int:
+        return self.store.registry_incr(kind, key, amount, expires)

@@ -107,6 +107,66 @@ def test_racing_processes_one_wins(tmp_path: Path, attempt: int) -> None:
     assert outcomes == [False, True]
 
 
+# -- counters (the clients' rate limits: fhir_server/auth/rate_limit.py) ------------------------
+def test_incr_adds_and_reads_as_a_count(store: Store) -> None:
+    later = int(time.time()) + 60
+    assert store.registry_incr("rate", "c1 7", 1, expires=later) == 1
+    assert store.registry_incr("rate", "c1 7", 5, expires=later) == 6
+    assert store.registry_incr("rate", "c1 7", 0, expires=later) == 6
+    assert store.registry_incr("rate", "c2 7", 2, expires=later) == 2  # another key: its own count
+    assert store.registry_incr("rate", "$gt", 3) == 3  # keys are literal; no expiry
+    assert store.registry_get("rate", "c1 7") == {"count": 6}
+    assert store.registry_get("rate", "$gt") == {"count": 3}
+    assert store.registry_list("rate") == [("$gt", {"count": 3}), ("c1 7", {"count": 6}),
+                                           ("c2 7", {"count": 2})]
+    assert store.registry_delete("rate", "c1 7") is True
+    assert store.registry_incr("rate", "c1 7", 4, expires=later) == 4  # deleted: starts over
+
+
+def test_incr_starts_over_once_expired(store: Store) -> None:
+    now = int(time.time())
+    assert store.registry_incr("rate", "old", 5, expires=now - 1) == 5  # created already expired
+    assert store.registry_get("rate", "old") is None
+    assert store.registry_incr("rate", "old", 2, expires=now + 60) == 2  # starts over...
+    assert store.registry_incr("rate", "old", 1, expires=now - 100) == 3  # ...keeping its expiry
+    assert store.registry_get("rate", "old") == {"count": 3}
+
+
+def _count(url: str, key: str, times: int, barrier: Any, results: Any) -> None:
+    from fhir_server.store import open_store
+
+    store = open_store(Settings(store_url=url))
+    store.registry_get("rate", key)  # connected: only the increments are left
+    barrier.wait(timeout=60)
+    last = 0
+    for _ in range(times):
+        last = store.registry_incr("rate", key, 1, expires=int(time.time()) + 60)
+    results.put(last)
+    store.close()
+
+
+def test_processes_incrementing_at_once_lose_no_count(store_factory: NamedFactory) -> None:
+    """The rate limit's shared counter: two processes add to one key at the same moment; every
+    increment is counted, and the last one seen is the total."""
+    store_factory().close()  # the database (and on MongoDB its indexes) exists before they start
+    ctx = multiprocessing.get_context("spawn")
+    results, barrier = ctx.Queue(), ctx.Barrier(2)
+    procs = [ctx.Process(target=_count, args=(store_factory.url, "c 1", 40, barrier, results))
+             for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    lasts = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+        assert proc.exitcode == 0
+    assert max(lasts) == 80
+    check = store_factory()
+    try:
+        assert check.registry_get("rate", "c 1") == {"count": 80}
+    finally:
+        check.close()
+
+
 def test_oauth_flow_on_every_store(client: FlaskClient, store: Store) -> None:
     """Token, replay refused, authenticate, introspect, revoke: the same on every store."""
     key = ec_key("k-1")

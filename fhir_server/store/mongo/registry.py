@@ -5,7 +5,9 @@ safe), ``expires`` (unix seconds or null) and ``expires_at`` (the same as a date
 that deletes expired documents; MongoDB does so lazily, so reads filter on ``expires`` too).
 :meth:`registry_add` is one upsert whose filter matches only an expired document: an unexpired one
 makes the upsert insert a duplicate, which the unique index refuses, so exactly one of several
-racing callers wins.
+racing callers wins. :meth:`registry_incr` is one ``find_one_and_update`` upsert with an update
+pipeline: it adds to the document's numeric ``count`` (starting over if the document has expired)
+and rewrites ``value`` to match, so a counter reads the same as on SQLite.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, DuplicateKeyError
@@ -96,3 +99,32 @@ class MongoRegistry:
             docs = list(self._registry.find({"kind": {"$eq": kind}, **_live(int(time.time()))})
                         .sort("key", 1))
         return [(doc["key"], dict(json.loads(doc["value"]))) for doc in docs]
+
+    def registry_incr(self, kind: str, key: str, amount: int, expires: int | None = None) -> int:
+        now = int(time.time())
+        expires_at = _fields({}, expires)["expires_at"]
+        # a new document has no count; an expired one starts over (with the new expiry)
+        fresh: Doc = {"$or": [{"$eq": [{"$ifNull": ["$count", None]}, None]},
+                         {"$and": [{"$ne": [{"$ifNull": ["$expires", None]}, None]},
+                                   {"$lte": ["$expires", now]}]}]}
+        pipeline: list[Doc] = [
+            {"$set": {"kind": {"$literal": kind}, "key": {"$literal": key},
+                      "count": {"$cond": [fresh, int(amount), {"$add": ["$count", int(amount)]}]},
+                      "expires": {"$cond": [fresh, {"$literal": expires}, "$expires"]},
+                      "expires_at": {"$cond": [fresh, {"$literal": expires_at}, "$expires_at"]}}},
+            {"$set": {"value": {"$concat": ['{"count":', {"$toString": "$count"}, "}"]}}},
+        ]
+        tries = 3
+        while True:
+            tries -= 1
+            try:
+                with _guard():
+                    doc = self._registry.find_one_and_update(
+                        {"kind": {"$eq": kind}, "key": {"$eq": key}}, pipeline, upsert=True,
+                        return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:  # two upserts inserted at once: the loser adds to the winner
+                if tries:
+                    continue
+                raise
+            assert doc is not None  # an upsert returning the document after always finds one
+            return int(doc["count"])

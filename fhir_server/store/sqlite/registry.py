@@ -3,8 +3,9 @@
 One row per (kind, key): the value as JSON, an optional expiry (unix seconds). Each operation is a
 single autocommit statement, so it is atomic across processes: :meth:`registry_add` is an insert
 that overwrites only an expired row (``ON CONFLICT ... DO UPDATE ... WHERE expired``), and the
-number of rows it changed says whether this caller won. Expired rows are invisible to reads and
-are purged now and then by writers.
+number of rows it changed says whether this caller won. :meth:`registry_incr` is one upsert that
+adds to the row's JSON ``count`` (or starts it over if the row has expired) and returns the sum.
+Expired rows are invisible to reads and are purged now and then by writers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class SqliteRegistry:
     conn: sqlite3.Connection
     _registry_writes = itertools.count()
 
-    def _registry(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+    def _registry(self, sql: str, args: tuple[Any, ...] | dict[str, Any]) -> sqlite3.Cursor:
         try:
             return self.conn.execute(sql, args)
         except sqlite3.OperationalError as exc:
@@ -79,3 +80,22 @@ class SqliteRegistry:
             "SELECT key, value FROM registry WHERE kind = ? AND (expires IS NULL OR expires > ?)"
             " ORDER BY key", (kind, _now())).fetchall()
         return [(row[0], dict(orjson.loads(row[1]))) for row in rows]
+
+    def registry_incr(self, kind: str, key: str, amount: int, expires: int | None = None) -> int:
+        cur = self._registry(
+            "INSERT INTO registry (kind, key, value, expires)"
+            " VALUES (:kind, :key, json_object('count', :amount), :expires)"
+            " ON CONFLICT (kind, key) DO UPDATE SET"
+            " value = CASE WHEN registry.expires IS NOT NULL AND registry.expires <= :now"
+            "  THEN excluded.value ELSE json_object('count', :amount + coalesce(json_extract("
+            "  CAST(registry.value AS TEXT), '$.count'), 0)) END,"
+            " expires = CASE WHEN registry.expires IS NOT NULL AND registry.expires <= :now"
+            "  THEN excluded.expires ELSE registry.expires END"
+            " RETURNING json_extract(value, '$.count')",
+            {"kind": kind, "key": key, "amount": int(amount), "expires": expires, "now": _now()})
+        try:
+            rows = cur.fetchall()  # read to the end: the statement (and its write) completes
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite registry access failed: {exc}") from exc
+        self._written()
+        return int(rows[0][0])
