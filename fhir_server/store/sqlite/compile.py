@@ -8,6 +8,7 @@ SQLite drives such a query from the value index rather than probing every resour
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,14 +72,24 @@ def row(node: ir.Node, ptype: str, alias: str, sql: Sql) -> str:
     raise TypeError(f"not a row condition: {node}")
 
 
-def where(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
-    """A condition on the resource ``alias`` (a row of ``resources``) of type ``rtype``."""
+#: compiles the sub-query of a chain or ``_has`` (``where`` itself, or a planner's choice)
+SubQuery = Callable[[ir.Node, str, str, Sql], str]
+
+
+def where(node: ir.Node, rtype: str, alias: str, sql: Sql, sub: SubQuery | None = None) -> str:
+    """A condition on the resource ``alias`` (a row of ``resources``) of type ``rtype``, driven by
+    the index: each index condition is ``alias.id IN (SELECT rid ...)``, which SQLite answers from
+    the value index and materialises whole (its cost grows with the number of matching rows).
+    ``sub`` compiles the sub-queries of chains and ``_has`` (default: this function)."""
+    inner: SubQuery = sub or where
     if isinstance(node, ir.Entry):
         idx = sql.alias("i")
+        head = (f"SELECT {idx}.rid FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
+                f" {sql.bind(rtype)} AND {idx}.param = {sql.bind(node.param)}")
         cond = row(node.where, node.type, idx, sql)
-        return (f"{alias}.id IN (SELECT {idx}.rid FROM {table(node.type)} {idx}"
-                f" WHERE {idx}.rtype = {sql.bind(rtype)} AND {idx}.param = {sql.bind(node.param)}"
-                f" AND {cond})")
+        if node.type == "date":
+            return f"{alias}.id IN ({date_entry(head, node.where, idx, cond, sql)})"
+        return f"{alias}.id IN ({head} AND {cond})"
     if isinstance(node, ir.Missing):
         idx = sql.alias("i")
         negate = "NOT " if node.missing else ""
@@ -86,20 +97,20 @@ def where(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
                 f" WHERE {idx}.rtype = {sql.bind(rtype)} AND {idx}.param = {sql.bind(node.param)})")
     if isinstance(node, ir.Chain):
         idx, target = sql.alias("i"), sql.alias("r")
-        sub = where(node.query, node.target, target, sql)
+        cond = inner(node.query, node.target, target, sql)
         return (f"{alias}.id IN (SELECT {idx}.rid FROM idx_reference {idx}"
                 f" WHERE {idx}.rtype = {sql.bind(rtype)} AND {idx}.param = {sql.bind(node.param)}"
                 f" AND {idx}.type = {sql.bind(node.target)} AND {idx}.id IN"
                 f" (SELECT {target}.id FROM resources {target} WHERE {target}.type ="
-                f" {sql.bind(node.target)} AND {target}.alive = 1 AND {sub}))")
+                f" {sql.bind(node.target)} AND {target}.alive = 1 AND {cond}))")
     if isinstance(node, ir.Has):
         idx, source = sql.alias("i"), sql.alias("r")
-        sub = where(node.query, node.type, source, sql)
+        cond = inner(node.query, node.type, source, sql)
         return (f"{alias}.id IN (SELECT {idx}.id FROM idx_reference {idx}"
                 f" WHERE {idx}.type = {sql.bind(rtype)} AND {idx}.rtype = {sql.bind(node.type)}"
                 f" AND {idx}.param = {sql.bind(node.param)} AND {idx}.rid IN"
                 f" (SELECT {source}.id FROM resources {source} WHERE {source}.type ="
-                f" {sql.bind(node.type)} AND {source}.alive = 1 AND {sub}))")
+                f" {sql.bind(node.type)} AND {source}.alive = 1 AND {cond}))")
     if isinstance(node, ir.IdIn):
         if not node.ids:
             return "0"
@@ -110,10 +121,107 @@ def where(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
         if not node.items:
             return "1" if isinstance(node, ir.And) else "0"
         joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(where(i, rtype, alias, sql) for i in node.items) + ")"
+        return "(" + joiner.join(where(i, rtype, alias, sql, sub) for i in node.items) + ")"
     if isinstance(node, ir.Not):
-        return f"NOT ({where(node.item, rtype, alias, sql)})"
+        return f"NOT ({where(node.item, rtype, alias, sql, sub)})"
     raise TypeError(f"not a resource condition: {node}")
+
+
+def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
+    """The same condition as :func:`where`, checked per resource: ``EXISTS`` over the resource's
+    own index rows (their primary key starts with ``rtype, rid, param``), and for chains and
+    ``_has`` over its references. Its cost is a few index probes per resource examined, whatever
+    the number of matches: the form for conditions that are not the one driving the query."""
+    if isinstance(node, ir.Entry):
+        idx = sql.alias("i")
+        return (f"EXISTS (SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
+                f" {sql.bind(rtype)} AND {idx}.rid = {alias}.id AND {idx}.param ="
+                f" {sql.bind(node.param)} AND {row(node.where, node.type, idx, sql)})")
+    if isinstance(node, ir.Missing):
+        idx = sql.alias("i")
+        negate = "NOT " if node.missing else ""
+        return (f"{negate}EXISTS (SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
+                f" {sql.bind(rtype)} AND {idx}.rid = {alias}.id AND {idx}.param ="
+                f" {sql.bind(node.param)})")
+    if isinstance(node, ir.Chain):
+        idx, target = sql.alias("i"), sql.alias("r")
+        return (f"EXISTS (SELECT 1 FROM idx_reference {idx} JOIN resources {target}"
+                f" ON {target}.type = {idx}.type AND {target}.id = {idx}.id"
+                f" WHERE {idx}.rtype = {sql.bind(rtype)} AND {idx}.rid = {alias}.id"
+                f" AND {idx}.param = {sql.bind(node.param)} AND {idx}.type = {sql.bind(node.target)}"
+                f" AND {target}.alive = 1 AND {correlated(node.query, node.target, target, sql)})")
+    if isinstance(node, ir.Has):
+        idx, source = sql.alias("i"), sql.alias("r")
+        return (f"EXISTS (SELECT 1 FROM idx_reference {idx} JOIN resources {source}"
+                f" ON {source}.type = {idx}.rtype AND {source}.id = {idx}.rid"
+                f" WHERE {idx}.type = {sql.bind(rtype)} AND {idx}.id = {alias}.id"
+                f" AND {idx}.rtype = {sql.bind(node.type)} AND {idx}.param = {sql.bind(node.param)}"
+                f" AND {source}.alive = 1 AND {correlated(node.query, node.type, source, sql)})")
+    if isinstance(node, ir.And | ir.Or):
+        if not node.items:
+            return "1" if isinstance(node, ir.And) else "0"
+        joiner = " AND " if isinstance(node, ir.And) else " OR "
+        return "(" + joiner.join(correlated(i, rtype, alias, sql) for i in node.items) + ")"
+    if isinstance(node, ir.Not):
+        return f"NOT ({correlated(node.item, rtype, alias, sql)})"
+    return where(node, rtype, alias, sql)  # IdIn, TypeIs: no index involved
+
+
+# -- date ranges ------------------------------------------------------------------------------
+#: the span bucket of a date entry: the number of decimal digits of ``high - low`` in microseconds
+#: (an instant: 1, a second: 7, a day: 11, a year: 14, an open period: 18), and 0 for an inverted
+#: range (a Period whose end is before its start: real data has them); the middle key of the date
+#: value index (``index_tables``), written the same way in queries so that SQLite uses it
+SPAN = "(({a}.high >= {a}.low) * length({a}.high - {a}.low))"
+SPAN_BUCKETS = range(1, 19)
+
+
+def date_entry(head: str, cond: ir.Node, idx: str, compiled: str, sql: Sql) -> str:
+    """The rows of a date parameter matching ``cond``, as one index range per span bucket.
+
+    A date entry is a range [low, high), and a search on it bounds both ends (``ge`` looks at
+    ``high``, ``lt`` at ``low``): one index on ``(low, high)`` can only seek on ``low`` and would
+    scan everything on one side of the searched range. Within a span bucket ``b`` every entry has
+    ``0 <= high - low < 10**b``, so a bound on ``high`` is also one on ``low`` (``low > high_bound -
+    10**b``): each bucket is a narrow seek on ``(rtype, param, span, low)``. Inverted ranges
+    (bucket 0) are few and checked as they are.
+    """
+    span = SPAN.format(a=idx)
+    buckets = [f"{head} AND {span} = 0 AND {compiled}"]
+    for b in SPAN_BUCKETS:
+        lower, upper = low_bounds(cond, 10**b)
+        if lower is None and upper is None:
+            return f"{head} AND {compiled}"
+        limits = "".join((f" AND {idx}.low >= {sql.bind(lower)}" if lower is not None else "",
+                          f" AND {idx}.low <= {sql.bind(upper)}" if upper is not None else ""))
+        buckets.append(f"{head} AND {span} = {sql.bind(b)}{limits} AND {compiled}")
+    return " UNION ALL ".join(buckets)
+
+
+def low_bounds(node: ir.Node, span: int) -> tuple[int | None, int | None]:
+    """Bounds (inclusive) on ``low`` implied by the row condition ``node`` for entries with
+    ``0 <= high - low < span``; None: unbounded."""
+    if isinstance(node, ir.Cmp) and isinstance(node.value, ir.Timestamp):
+        us = node.value.us
+        if node.field == "low":
+            return (us if node.op in ("ge", "gt", "eq") else None,
+                    us if node.op in ("le", "lt", "eq") else None)
+        if node.field == "high":  # low <= high < low + span
+            return (us - span if node.op in ("ge", "gt", "eq") else None,
+                    us if node.op in ("le", "lt", "eq") else None)
+        return None, None
+    if isinstance(node, ir.And):
+        found = [low_bounds(i, span) for i in node.items]
+        lows = [lo for lo, _ in found if lo is not None]
+        highs = [hi for _, hi in found if hi is not None]
+        return (max(lows) if lows else None), (min(highs) if highs else None)
+    if isinstance(node, ir.Or) and node.items:
+        found = [low_bounds(i, span) for i in node.items]
+        lows = [lo for lo, _ in found if lo is not None]
+        highs = [hi for _, hi in found if hi is not None]
+        return (min(lows) if len(lows) == len(found) else None,
+                max(highs) if len(highs) == len(found) else None)
+    return None, None
 
 
 # -- sorting ----------------------------------------------------------------------------------

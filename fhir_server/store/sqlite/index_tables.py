@@ -26,7 +26,8 @@ TABLES = (*INDEXED_TYPES, "composite")
 _VALUE_INDEXES = {
     "token": ("code", "system"),
     "string": ("norm",),
-    "date": ("low", "high"),
+    # the span bucket first (see compile.date_entry): a search bounds both ends of a date range
+    "date": ("((high >= low) * length(high - low))", "low", "high"),
     "number": ("value",),
     "quantity": ("value",),
     "reference": ("id", "type"),
@@ -36,6 +37,11 @@ _VALUE_INDEXES = {
 
 def table(param_type: str) -> str:
     return f"idx_{param_type}"
+
+
+def value_index(param_type: str) -> str:
+    # the date index changed keys in schema 5 (span bucket first), and its name with them
+    return f"idx_{param_type}_span" if param_type == "date" else f"{table(param_type)}_value"
 
 
 def schema() -> list[str]:
@@ -51,7 +57,7 @@ def schema() -> list[str]:
             " PRIMARY KEY (rtype, rid, param, n)) WITHOUT ROWID")
         if name in _VALUE_INDEXES:
             value_cols = ", ".join(_VALUE_INDEXES[name])
-            statements.append(f"CREATE INDEX IF NOT EXISTS {table(name)}_value ON {table(name)}"
+            statements.append(f"CREATE INDEX IF NOT EXISTS {value_index(name)} ON {table(name)}"
                               f" (rtype, param, {value_cols})")
     # reverse references (revinclude, _has, compartments): who points at Type/id?
     statements.append("CREATE INDEX IF NOT EXISTS idx_reference_target ON idx_reference"

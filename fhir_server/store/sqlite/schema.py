@@ -5,7 +5,15 @@ there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``
 small clustered index from (type, id) to the current version's history row.
 """
 
-SCHEMA_VERSION = 4  # PRAGMA user_version
+SCHEMA_VERSION = 5  # PRAGMA user_version
+
+#: what takes a database of schema N (the key) to N + 1, run in the start-up transaction; the
+#: statements of the current schema (below and ``index_tables.schema()``) run afterwards
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 5: the date value index is keyed by the entry's span bucket before ``low`` (date ranges
+    # become one narrow seek per bucket, see compile.date_entry); created by the schema below
+    4: ("DROP INDEX IF EXISTS idx_date_value",),
+}
 
 STATEMENTS = (
     # Every version ever written, the current one included (append-only); body NULL: a deletion.

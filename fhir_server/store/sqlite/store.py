@@ -34,8 +34,9 @@ from fhir_server.store.base import (
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite import index_tables
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
+from fhir_server.store.sqlite.plan import DEFAULT_CAP, Planner
 from fhir_server.store.sqlite.registry import SqliteRegistry
-from fhir_server.store.sqlite.schema import SCHEMA_VERSION, STATEMENTS
+from fhir_server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, STATEMENTS
 
 _COLUMNS = "type, id, version, ts, method, body"
 #: The current version: resources -> its history row.
@@ -63,6 +64,7 @@ class _Reads:
     """Read queries shared by the store (autocommit reads) and its transactions."""
 
     conn: sqlite3.Connection
+    plan_cap: int = DEFAULT_CAP  # see plan.py: index rows above which a condition is not selective
 
     def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
@@ -104,6 +106,8 @@ class _Reads:
         args.append(query.limit)
         return [_row(r) for r in self._query(sql, args)]
 
+    def _planner(self) -> Planner:
+        return Planner(lambda text, args: int(self._query(text, args)[0][0]), self.plan_cap)
 
     def search(self, query: SearchQuery) -> SearchPage:
         sql = sqlc.Sql()
@@ -124,10 +128,13 @@ class _Reads:
             keyset = " OR ".join(f"({a})" for a in alternatives)
         order = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in zip(names, descending, strict=True))
         selects = []
+        planner = self._planner()
+        # in id order, one type: a page can be cut while walking the resources (plan.py)
+        walk = not query.sort and len(query.types) == 1
         for rtype in query.types:
             keys = [sqlc.sort_expression(s.param, s.param_type, s.descending, rtype, "r", sql)
                     for s in query.sort]
-            cond = sqlc.where(query.where, rtype, "r", sql)
+            cond = planner.condition(query.where, rtype, "r", sql, walk)
             key_cols = "".join(f", {k} AS k{n}" for n, k in enumerate(keys))
             # The page is chosen from the small resources rows (in their key order when sorting
             # by id); only its rows' bodies are then read from history.
@@ -153,9 +160,10 @@ class _Reads:
 
     def count(self, types: tuple[str, ...], where: ir.Node) -> int:
         total = 0
+        planner = self._planner()
         for rtype in types:
             sql = sqlc.Sql()
-            cond = sqlc.where(where, rtype, "r", sql)
+            cond = planner.condition(where, rtype, "r", sql)
             text = (f"SELECT COUNT(*) FROM resources r WHERE r.type = {sql.bind(rtype)}"
                     f" AND r.alive = 1 AND {cond}")
             total += int(self._query(text, sql.args)[0][0])
@@ -163,8 +171,9 @@ class _Reads:
 
 
 class _SqliteTx(_Reads):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, plan_cap: int = DEFAULT_CAP) -> None:
         self.conn = conn
+        self.plan_cap = plan_cap
 
     def put(self, new: NewVersion, expected_version: int) -> None:
         try:
@@ -223,6 +232,10 @@ class SqliteStore(SqliteRegistry, _Reads):
             conn.execute("BEGIN IMMEDIATE")  # one process at a time creates or checks the schema
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            while tables and version in MIGRATIONS:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                version += 1
             if tables and version != SCHEMA_VERSION:
                 conn.execute("ROLLBACK")
                 raise StoreUnavailable(
@@ -275,7 +288,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the database is busy: {exc}") from exc
         try:
-            yield _SqliteTx(conn)
+            yield _SqliteTx(conn, self.plan_cap)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
