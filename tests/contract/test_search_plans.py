@@ -125,6 +125,9 @@ def test_common_conditions_walk_the_resources_in_id_order(app: Flask, store: Sql
     assert " IN (SELECT" not in text and "EXISTS (SELECT" in text
     assert any("SEARCH r USING PRIMARY KEY (type=?)" in line for line in plan), plan
     assert not any("TEMP B-TREE" in line for line in plan), plan  # no sort: stops after the page
+    # each probe finds the resource's own rows by their owner, not by scanning a value range
+    assert not any("_value (" in line or "_span (" in line for line in plan), plan
+    assert any("PRIMARY KEY (rtype=? AND rid=? AND param=?)" in line for line in plan), plan
 
 
 def test_a_selective_condition_drives_and_the_others_are_probed(app: Flask,

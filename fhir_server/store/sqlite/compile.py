@@ -37,20 +37,22 @@ class Sql:
         return f"{prefix}{self.aliases}"
 
 
-def _column(ptype: str, name: str, alias: str) -> str:
+def _column(ptype: str, name: str, alias: str, probe: bool = False) -> str:
     if ptype == "composite":
         if not _COMPOSITE_FIELD.fullmatch(name):
             raise ValueError(f"bad composite field {name!r}")
         return f"json_extract({alias}.doc, '$.{name}')"
     if name not in COLUMNS.get(ptype, ()):
         raise ValueError(f"{ptype} index has no field {name!r}")
-    return f"{alias}.{name}"
+    return f"+{alias}.{name}" if probe else f"{alias}.{name}"
 
 
-def row(node: ir.Node, ptype: str, alias: str, sql: Sql) -> str:
-    """A condition on one index row."""
+def row(node: ir.Node, ptype: str, alias: str, sql: Sql, probe: bool = False) -> str:
+    """A condition on one index row. ``probe``: the row is found by its owner (primary key), and
+    the value columns are written ``+col`` so that SQLite does not look them up in the value index
+    instead (a unary plus keeps a term from driving an index)."""
     if isinstance(node, ir.Cmp):
-        col = _column(ptype, node.field, alias)
+        col = _column(ptype, node.field, alias, probe)
         if node.op == "sw":
             assert isinstance(node.value, str)
             return f"({col} >= {sql.bind(node.value)} AND {col} < {sql.bind(node.value + _MAX_CHAR)})"
@@ -58,17 +60,17 @@ def row(node: ir.Node, ptype: str, alias: str, sql: Sql) -> str:
             return f"instr({col}, {sql.bind(node.value)}) > 0"
         return f"{col} {_OPS[node.op]} {sql.bind(node.value)}"
     if isinstance(node, ir.In):
-        col = _column(ptype, node.field, alias)
+        col = _column(ptype, node.field, alias, probe)
         return f"{col} IN ({', '.join(sql.bind(v) for v in node.values)})"
     if isinstance(node, ir.Null):
-        return f"{_column(ptype, node.field, alias)} IS NULL"
+        return f"{_column(ptype, node.field, alias, probe)} IS NULL"
     if isinstance(node, ir.And | ir.Or):
         if not node.items:
             return "1" if isinstance(node, ir.And) else "0"
         joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(row(i, ptype, alias, sql) for i in node.items) + ")"
+        return "(" + joiner.join(row(i, ptype, alias, sql, probe) for i in node.items) + ")"
     if isinstance(node, ir.Not):
-        return f"NOT ({row(node.item, ptype, alias, sql)})"
+        return f"NOT ({row(node.item, ptype, alias, sql, probe)})"
     raise TypeError(f"not a row condition: {node}")
 
 
@@ -136,7 +138,7 @@ def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
         idx = sql.alias("i")
         return (f"EXISTS (SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
                 f" {sql.bind(rtype)} AND {idx}.rid = {alias}.id AND {idx}.param ="
-                f" {sql.bind(node.param)} AND {row(node.where, node.type, idx, sql)})")
+                f" {sql.bind(node.param)} AND {row(node.where, node.type, idx, sql, probe=True)})")
     if isinstance(node, ir.Missing):
         idx = sql.alias("i")
         negate = "NOT " if node.missing else ""
