@@ -52,11 +52,18 @@ class Settings:
     auth: bool = True  # FHIR_AUTH=off: no OAuth at all (local development only; a warning at start)
     token_lifetime_s: int = 300  # FHIR_TOKEN_LIFETIME: access-token lifetime in seconds (at most 300)
     jwks_allow_private: bool = False  # FHIR_JWKS_ALLOW_PRIVATE: fetch JWKS from private/loopback hosts
+    #: FHIR_RATE_LIMIT_WINDOW_S: the clients' rate-limit window (default 60: a client's limit is
+    #: its number of requests per minute; tests shorten it)
+    rate_limit_window_s: float = 60.0
     #: FHIR_ENFORCE_PROFILES: "off", or a comma-separated list of profile canonical URLs (or short
     #: names such as rhip-patient) every resource of their type must conform to; None: the defaults
     enforce_profiles: str | None = None
     #: FHIR_CONFORMANCE_DIR: the directory holding profiles/ and terminology/ (default: the source tree)
     conformance_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.rate_limit_window_s < float("inf"):
+            raise ValueError("FHIR_RATE_LIMIT_WINDOW_S must be a positive number of seconds")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -82,6 +89,7 @@ class Settings:
             auth=_bool(e.get("FHIR_AUTH"), base.auth),
             token_lifetime_s=min(300, _int(e.get("FHIR_TOKEN_LIFETIME"), base.token_lifetime_s)),
             jwks_allow_private=_bool(e.get("FHIR_JWKS_ALLOW_PRIVATE"), base.jwks_allow_private),
+            rate_limit_window_s=float(e.get("FHIR_RATE_LIMIT_WINDOW_S") or base.rate_limit_window_s),
             enforce_profiles=e.get("FHIR_ENFORCE_PROFILES") or None,
             conformance_dir=e.get("FHIR_CONFORMANCE_DIR") or None,
         )

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from flask import current_app, g, request
 
-from fhir_server.auth import audit, grants
+from fhir_server.auth import audit, grants, rate_limit
 from fhir_server.auth.policy import Access
 from fhir_server.interactions.context import Services
 
@@ -40,7 +40,9 @@ def _access(grant: grants.Grant, canonical: str) -> Access:
 
 def authenticate() -> None:
     """``before_request``: 401 without a valid token; else the request's guarded services, their
-    writes audited (auth/audit.py; with auth off, only kept from writing AuditEvents)."""
+    writes audited (auth/audit.py; with auth off, only kept from writing AuditEvents); 429 when
+    the client is over its rate limit (auth/rate_limit.py; checked once the request's audit knows
+    the client, so the refusal is audited as the client's)."""
     svc: Services = current_app.extensions["fhir"]
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
@@ -50,5 +52,6 @@ def authenticate() -> None:
     assert svc.raw_store is not None
     grant = grants.authenticate(svc.raw_store, svc.settings, request.headers.get("Authorization"))
     g.fhir_services = audit.audited(svc.for_access(_access(grant, svc.settings.canonical_base)))
+    rate_limit.check(svc.raw_store, svc.settings.rate_limit_window_s, grant.client_id)
 
 

@@ -172,6 +172,13 @@ def check_policy(criteria: str) -> str:
     return criteria
 
 
+def check_rate_limit(rate_limit: int | None) -> int | None:
+    if rate_limit is not None and (isinstance(rate_limit, bool) or not isinstance(rate_limit, int)
+                                   or rate_limit <= 0):
+        raise ClientError("the rate limit must be a positive whole number of requests per minute")
+    return rate_limit
+
+
 def new_client(client_id: str, role: str, organization: str, *, jwks: Any = None,
                jwks_url: str | None = None, scope: str | None = None,
                policy: list[str] | tuple[str, ...] | None = None,
@@ -182,8 +189,7 @@ def new_client(client_id: str, role: str, organization: str, *, jwks: Any = None
     check_organization(organization)
     if (jwks is None) == (jwks_url is None):
         raise ClientError("give exactly one of a JWKS (--jwks FILE) or a JWKS URL (--jwks-url)")
-    if rate_limit is not None and rate_limit <= 0:
-        raise ClientError("the rate limit must be a positive number of requests per minute")
+    check_rate_limit(rate_limit)
     return Client(
         client_id=client_id, role=role, organization=organization,
         jwks=check_jwks(jwks) if jwks is not None else None,
@@ -227,6 +233,13 @@ class ClientRegistry:
 
     def activate(self, client_id: str) -> Client:
         return self._set_status(client_id, "active")
+
+    def set_rate_limit(self, client_id: str, rate_limit: int | None) -> Client:
+        """Requests per minute (None: no limit); every process applies it within ~2 s
+        (auth/rate_limit.py re-reads it as often as the grants' cache)."""
+        client = replace(self.require(client_id), rate_limit=check_rate_limit(rate_limit))
+        self.store.registry_put(KIND, client_id, client.to_json())
+        return client
 
     def remove(self, client_id: str) -> Client:
         client = self.require(client_id)

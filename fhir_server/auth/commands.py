@@ -47,8 +47,9 @@ def _read_jwks(path: str) -> Any:
 
 def _summary(client: Any) -> str:
     keys = client.jwks_url or f"{len(client.jwks['keys'])} registered key(s)"
+    limit = f"  rate limit: {client.rate_limit}/min" if client.rate_limit is not None else ""
     return (f"{client.client_id}  role={client.role}  {client.organization}  {client.status}"
-            f"  keys: {keys}")
+            f"  keys: {keys}{limit}")
 
 
 def cmd_clients_add(args: argparse.Namespace) -> int:
@@ -99,6 +100,16 @@ def _clients_change(verb: str) -> Callable[[argparse.Namespace], int]:
         return 0
 
     return command
+
+
+def cmd_clients_set_rate_limit(args: argparse.Namespace) -> int:
+    from fhir_server.auth.clients import ClientRegistry
+
+    with _store(args) as store:
+        client = ClientRegistry(store).set_rate_limit(args.client_id, args.per_minute)
+    limit = "no limit" if client.rate_limit is None else f"{client.rate_limit} requests per minute"
+    print(f"Rate limit of {client.client_id}: {limit} (applied by the running server within ~2 s)")
+    return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -169,7 +180,8 @@ def register(sub: Any, add_store: AddStore) -> None:
                                      " system/ scopes, e.g. 'system/Encounter.rs')")
     add.add_argument("--policy", action="append", metavar="CRITERIA",
                      help="data policy criteria replacing the role's (repeatable; see above)")
-    add.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute")
+    add.add_argument("--rate-limit", type=int, metavar="N",
+                     help="requests per minute, counted across every worker (default: no limit)")
     add_store(add)
     add.set_defaults(func=cmd_clients_add)
 
@@ -184,6 +196,15 @@ def register(sub: Any, add_store: AddStore) -> None:
         command.add_argument("client_id", metavar="ID")
         add_store(command)
         command.set_defaults(func=cmd_clients_show if verb is None else _clients_change(verb))
+    rate = csub.add_parser("set-rate-limit", help="change a client's rate limit (requests per"
+                                                  " minute, counted across every worker)")
+    rate.add_argument("client_id", metavar="ID")
+    limit = rate.add_mutually_exclusive_group(required=True)
+    limit.add_argument("--per-minute", type=int, metavar="N", help="at most N requests per minute")
+    limit.add_argument("--none", dest="per_minute", action="store_const", const=None,
+                       help="no limit")
+    add_store(rate)
+    rate.set_defaults(func=cmd_clients_set_rate_limit)
 
     token = sub.add_parser("token", help="sign a client assertion and print an access token")
     token.add_argument("--client-id", required=True)
