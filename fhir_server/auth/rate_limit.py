@@ -13,7 +13,7 @@ How (a sliding window over fixed windows, shared through the store's registry):
 * Time is cut into windows of ``window_s`` seconds (60: the limit is per minute; tests shorten
   it) aligned on the Unix epoch, so every process agrees on them. The count of window *w* for a
   client is one registry counter (kind ``rate``, key ``"<client_id> <window_s> <w>"``, expiring
-  two windows later), increased with :meth:`~fhir_server.store.Store.registry_incr`, atomic across
+  two windows after its own), increased with :meth:`~fhir_server.store.Store.registry_incr`, atomic across
   processes.
 * A request is let in when ``previous * (1 - elapsed/window) + current + 1 <= limit``: the
   previous window's count, weighted by how much of it still lies within the last ``window_s``
@@ -24,19 +24,21 @@ How (a sliding window over fixed windows, shared through the store's registry):
   changes, and as soon as it has let in ``max(1, limit // SHARE)`` requests since the last sync;
   a client's limit itself is re-read every :data:`LIMIT_S` seconds (the grants' cache time, so a
   changed limit applies within ~2 s). Between syncs a request costs a dict lookup, a comparison and
-  an increment under a lock (about a microsecond); a sync costs one or two registry statements.
+  an increment under a lock (~1 µs, ``bench/rate_limit_cost.py``); a sync costs one or two registry
+  statements (~45 µs on SQLite), done by the request that finds it due.
 
 **How approximate.** A process does not see what the others let in since their last sync. In the
 worst case (a burst spread over all ``P`` processes at once) a window can let in up to about
 ``(P + 1) * max(1, limit // SHARE)`` requests over the limit: each process up to one sync share
-beyond what it last saw, plus the share whose sync crossed the limit. With 4 workers and a limit of
-600/min that is at most ~150 (25 %) in a worst-case burst; in steady traffic a process's unsynced
-share is what it lets in during 0.5 s, so the overshoot is a few requests. Limits under ``SHARE``
-requests per window sync on every request and overshoot by at most about ``P + 1``. The previous
-window's count is read once, when a process enters the next window, so requests other processes
-had not synced by then are missed (they weigh less and less as the window moves on). If the store
-cannot be reached, a process keeps counting locally (each process then enforces the limit on its
-own) and retries at the next sync.
+beyond what it last saw, plus the share whose sync crossed the limit (and, with threaded workers,
+what a process's other threads let in during the store round trip of a sync in progress). With 4
+workers and a limit of 600/min that is at most ~150 (25 %) in a worst-case burst; in steady
+traffic a process's unsynced share is what it lets in during 0.5 s, so the overshoot is a few
+requests. Limits under ``SHARE`` requests per window sync on every request and overshoot by at
+most about ``P + 1``. The previous window's count is read once, when a process enters the next
+window, so requests other processes had not synced by then are missed (they weigh less and less as
+the window moves on). If the store cannot be reached, a process keeps counting locally (each
+process then enforces the limit on its own) and retries at the next sync.
 """
 
 from __future__ import annotations
