@@ -202,3 +202,20 @@ def test_a_schema_4_database_is_migrated(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert "idx_date_span" in names and "idx_date_value" not in names
+
+
+def test_the_next_page_of_a_walk_seeks_to_the_cursor(app: Flask, store: SqliteStore) -> None:
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(_patients(60))))
+    store.plan_cap = 10  # 40 Wang: not selective, walked
+    where = build_search(["Patient"], [("name", "wang")], base_url=BASE, now=NOW).where
+    first = store.search(SearchQuery(("Patient",), where, limit=5))
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        second = store.search(SearchQuery(("Patient",), where, after=first.keys[-1], limit=5))
+    finally:
+        store.conn.set_trace_callback(None)
+    assert [r.id for r in second.rows] == ["p0008", "p0010", "p0011", "p0013", "p0014"]
+    page_sql = statements[-1]
+    plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + page_sql)]
+    assert any("USING PRIMARY KEY (type=? AND id>?)" in line for line in plan), plan

@@ -120,11 +120,16 @@ class _Reads:
         if query.after is not None:
             if len(query.after) != len(names):
                 raise ValueError("cursor does not fit this query")
+            # one type: its key part is a constant, left out so that SQLite can seek to the
+            # cursor (``id > ?``) rather than walk from the first resource (plan.py)
+            used = [i for i in range(len(names))
+                    if not (i == nkeys and len(query.types) == 1
+                            and query.after[i] == query.types[0])]
             alternatives = []
-            for i, name in enumerate(names):
-                equal = [f"{names[j]} = {sql.bind(query.after[j])}" for j in range(i)]
+            for at, i in enumerate(used):
+                equal = [f"{names[j]} = {sql.bind(query.after[j])}" for j in used[:at]]
                 op = "<" if descending[i] else ">"
-                alternatives.append(" AND ".join([*equal, f"{name} {op} {sql.bind(query.after[i])}"]))
+                alternatives.append(" AND ".join([*equal, f"{names[i]} {op} {sql.bind(query.after[i])}"]))
             keyset = " OR ".join(f"({a})" for a in alternatives)
         order = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in zip(names, descending, strict=True))
         selects = []
