@@ -99,7 +99,7 @@ def test_the_request_over_the_limit_is_429_and_does_nothing(client: FlaskClient,
     for _ in range(LIMIT):
         assert _search(client, tokens["limited"]).status_code == 200
     retry = _throttled(_search(client, tokens["limited"]), "limited", LIMIT)
-    assert 1 <= retry <= 60
+    assert 1 <= retry <= 120  # (at most two windows: this one, and the next for it to age out)
     # a write over the limit writes nothing
     created = client.post("/fhir/Patient", json={"resourceType": "Patient"},
                           headers=_h(tokens["limited"]))
