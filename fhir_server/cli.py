@@ -92,6 +92,7 @@ SHARD_KEYS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("resources", {"pc": "hashed"}),
     ("history", {"type": 1, "id": 1}),
     ("claims", {"_id": "hashed"}),
+    ("audit", {"_id": "hashed"}),  # the audit log: appends spread over the shards
 )
 
 
@@ -120,7 +121,8 @@ def shard_plan(database: str) -> list[str]:
         extra = f", {_js(options)}" if options else ""
         lines.append(f"{db}.getCollection({_js(collection)}).createIndex({_js(key)}{extra})")
     lines += ["", "// Shard keys: resources by patient compartment (the pc field every resources",
-              "// document must carry), history by resource, identifier claims by system|value."]
+              "// document must carry), history by resource, identifier claims by system|value,",
+              "// the audit log by event id (hashed: appends spread; audit searches fan out)."]
     for collection, key in SHARD_KEYS:
         lines.append(f"sh.shardCollection({_js(f'{database}.{collection}')}, {_js(key)})")
     lines += ["", "// Check: chunks spread over the shards once the balancer has run.",

@@ -1,22 +1,10 @@
-"""AuditEvent resources in the shape of IHE Basic Audit Log Patterns (BALP), built from plain data.
+"""AuditEvents in the shape of IHE Basic Audit Log Patterns (BALP), built from plain data.
 
 Pure: no I/O, no Flask. :mod:`fhir_server.auth.audit` collects what happened (who, which
-interaction, which resources and patients, the outcome) and this module turns it into R4
-AuditEvents (https://profiles.ihe.net/ITI/BALP/):
-
-* ``type`` ``audit-event-type#rest``; ``subtype`` the ``restful-interaction`` code (plus, for an
-  operation, its OperationDefinition canonical); ``action`` C/R/U/D/E; ``recorded``; ``outcome``
-  0/4/8/12 and ``outcomeDesc`` for failures;
-* agents: the **client** (``who.identifier`` = ``{canonical}/sid/oauth-client|client_id``,
-  ``requestor``, the network address it connected from, ``policy`` = the SHA-256 of its access
-  token, never the token: BALP's OAuth agent keeps the token's id there), the **organisation** it
-  acts for (``who.reference``; BALP's "userorg" agent), and the **server**. DICOM roles as in BALP:
-  for reads (action R) the server is the Source Role and the client the Destination; for every
-  other interaction the client is the Source;
-* ``source``: the server, observer of the event (``security-source-type#4`` Application Server);
-* entities: the request id (BALP ``XrequestId``), the resource(s) concerned (``Type/id`` for
-  instance-level interactions), the Patient (``object-role#1``) and, for searches and
-  operations, the raw query base64-encoded in ``entity.query``.
+interaction, which resources and patients, the outcome) and this module turns it into audit log
+records (:class:`~fhir_server.fhir.audit_record.AuditRecord`: the few facts that vary from one
+event to the next; the store renders the R4 AuditEvent from it when one is read, see that module
+for the BALP shape).
 
 One event per Patient concerned (BALP PatientQuery: a search whose results concern 2 Patients gives
 2 events); an interaction concerning no Patient gives one event without a Patient entity.
@@ -27,61 +15,31 @@ Token requests (SMART Backend Services) follow IHE IUA ITI-71 "Get Access Token"
 
 from __future__ import annotations
 
-import base64
 import os
+import random
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
-from fhir_server.fhir import jsonio
-from fhir_server.fhir.instants import to_instant
-from fhir_server.search import index, ir
+from fhir_server.fhir.audit_record import (
+    AUDIT_TYPE,
+    ORGANIZATION_ROLES,
+    REST,
+    TOKEN,
+    TOKEN_EVENT,
+    AuditRecord,
+    client_system,
+    render,
+    split_reference,
+)
+from fhir_server.search import ir
 from fhir_server.search.compartments import compartment_params
 from fhir_server.search.fhirpath import CompiledPath, compile_path
-from fhir_server.search.index import IndexEntry
 from fhir_server.search.params import Registry, registry
-from fhir_server.store.base import NewVersion
 
-AUDIT_TYPE = "AuditEvent"
-CLIENT_ID_PATH = "sid/oauth-client"  # under the canonical base: the identifier system of clients
-
-_DCM = "http://dicom.nema.org/resources/ontology/DCM"
-_BALP = "https://profiles.ihe.net/ITI/BALP/CodeSystem"
-_INTERACTION = "http://hl7.org/fhir/restful-interaction"
-_ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-_OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
-_ROLE_CLASS = "http://terminology.hl7.org/CodeSystem/v3-RoleClass"
-
-REST_TYPE = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-             "display": "Restful Operation"}
-TOKEN_TYPE = {"system": _DCM, "code": "110114", "display": "User Authentication"}
-TOKEN_SUBTYPE = {"system": "urn:ihe:event-type-code", "code": "ITI-71",
-                 "display": "Get Access Token"}
-_SOURCE_ROLE = {"system": _DCM, "code": "110153", "display": "Source Role ID"}
-_DESTINATION_ROLE = {"system": _DCM, "code": "110152", "display": "Destination Role ID"}
-_APPLICATION = {"system": _DCM, "code": "110150", "display": "Application"}
-_OAUTH_AGENT = {"system": f"{_BALP}/UserAgentTypes", "code": "UserOauthAgent",
-                "display": "User OAuth Agent participant"}
-_AUTHZ_SERVER = {"system": f"{_BALP}/UserAgentTypes", "code": "AuthzOauthService",
-                 "display": "OAuth Authorization Server"}
-_REQUEST_ID = {"system": f"{_BALP}/BasicAuditEntityType", "code": "XrequestId",
-               "display": "X-Request-Id"}
-_SYSTEM_OBJECT = {"system": _ENTITY_TYPE, "code": "2", "display": "System Object"}
-_PERSON = {"system": _ENTITY_TYPE, "code": "1", "display": "Person"}
-_PATIENT_ROLE = {"system": _OBJECT_ROLE, "code": "1", "display": "Patient"}
-_DOMAIN_RESOURCE = {"system": _OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
-_QUERY_ROLE = {"system": _OBJECT_ROLE, "code": "24", "display": "Query"}
-_SECURITY_RESOURCE = {"system": _OBJECT_ROLE, "code": "13", "display": "Security Resource"}
-_APPLICATION_SERVER = {"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                       "code": "4", "display": "Application Server"}
-#: the organisation a client acts for (BALP "userorg"): an insurer pays, the others provide care
-_ORGANIZATION_ROLE = {
-    "insurer": {"system": _ROLE_CLASS, "code": "PAYOR", "display": "invoice payor"},
-}
-_PROVIDER = {"system": _ROLE_CLASS, "code": "PROV", "display": "healthcare provider"}
+__all__ = ["AUDIT_TYPE", "AuditRecord"]
 
 #: restful-interaction code -> AuditEvent.action
 ACTIONS = {
@@ -92,9 +50,11 @@ ACTIONS = {
 }
 #: the HTTP method of a stored version -> the write interaction that made it
 WRITE_INTERACTIONS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-#: the AuditEvent search parameters that are indexed (see :func:`index_registry`)
+#: the AuditEvent search parameters the audit log answers (see :mod:`fhir_server.store.audit_keys`)
 INDEXED_PARAMS = frozenset({"_id", "_lastUpdated", "date", "type", "subtype", "outcome", "agent",
                             "entity", "patient"})
+#: what AuditEvent searches can be sorted by
+SORTS = frozenset({"_id", "_lastUpdated", "date"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +84,7 @@ class Rest:
     caller: Caller
     server: Server
     request_id: str | None
-    what: tuple[str, ...] = ()  # the resources concerned: "Type/id" or "Type/id/_history/n"
+    what: tuple[str, ...] = ()  # the resource concerned: "Type/id" or "Type/id/_history/n"
     query: bytes | None = None  # the raw query (searches, operations)
     outcome_desc: str | None = None  # why it failed
     operation: str | None = None  # "Patient/$everything" for operations
@@ -141,156 +101,79 @@ def outcome_code(status: int) -> str:
     return "12" if status == 503 else "8"
 
 
-def _coding(system: str, code: str, display: str | None = None) -> dict[str, str]:
-    out = {"system": system, "code": code}
-    if display:
-        out["display"] = display
-    return out
+def event_id() -> str:
+    """A UUID version 7 (RFC 9562): time-ordered, so that the audit log's rows are appended to its
+    id index rather than scattered over it. The 74 random bits come from a generator of this
+    module seeded from the OS (again in every forked process): an id must be unique, not secret,
+    and a system call per event was a measurable part of the audit's cost."""
+    ms = time.time_ns() // 1_000_000
+    rand = _random.getrandbits(74)
+    value = ((ms & _MS_MASK) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62
+             | rand & _LOW_MASK)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _client_agents(caller: Caller, server: Server, role: dict[str, str]) -> list[dict[str, Any]]:
-    codings: list[dict[str, str]] = [role]
-    agent: dict[str, Any] = {"type": {"coding": codings}}
-    if caller.client_id is not None:
-        codings.append(_OAUTH_AGENT)
-        agent["who"] = {"identifier": {"system": f"{server.canonical}/{CLIENT_ID_PATH}",
-                                       "value": caller.client_id}, "display": caller.client_id}
-    else:
-        agent["who"] = {"display": "unidentified client"}
-    agent["requestor"] = True
-    if caller.token_hash:
-        agent["policy"] = [caller.token_hash]
-    if caller.address:
-        agent["network"] = {"address": caller.address, "type": "2"}  # 2: IP address
-    agents = [agent]
-    if caller.organization:
-        agents.append({"type": {"coding": [_ORGANIZATION_ROLE.get(caller.role or "", _PROVIDER)]},
-                       "who": {"reference": caller.organization}, "requestor": False})
-    return agents
+_random = random.Random()  # unique ids, not secrets
+os.register_at_fork(after_in_child=_random.seed)  # a forked worker must not repeat its parent's
+_MS_MASK = (1 << 48) - 1
+_LOW_MASK = (1 << 62) - 1
 
 
 @lru_cache(maxsize=1024)
-def _rest_agents(caller: Caller, server: Server, reads: bool) -> list[dict[str, Any]]:
-    """The agents of a REST event (cached per caller: shared by events, never mutated)."""
-    client_role, server_role = ((_DESTINATION_ROLE, _SOURCE_ROLE) if reads
-                                else (_SOURCE_ROLE, _DESTINATION_ROLE))
-    return [*_client_agents(caller, server, client_role), _server_agent(server, server_role)]
+def _who(caller: Caller, server: Server) -> tuple[Any, ...]:
+    """The record fields of a caller, from ``client_system`` to ``server`` (cached per caller)."""
+    org_type, org_id, _ = split_reference(caller.organization)
+    system = client_system(server.canonical) if caller.client_id is not None else None
+    org_role = ORGANIZATION_ROLES.get(caller.role or "", "PROV") if org_id is not None else None
+    return (system, caller.client_id, org_role, org_type, org_id, caller.address,
+            caller.token_hash, server.base_url)
 
 
-def event_id() -> str:
-    """A UUID version 7 (RFC 9562): time-ordered, so that the audit trail's rows are appended
-    to the store's indexes rather than scattered over them (half the write cost in SQLite)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62
-             | rand & ((1 << 62) - 1))
-    return str(uuid.UUID(int=value))
-
-
-def _server_agent(server: Server, role: dict[str, str]) -> dict[str, Any]:
-    return {"type": {"coding": [role]}, "who": _server_reference(server), "requestor": False,
-            "network": {"address": server.base_url, "type": "5"}}  # 5: URI
-
-
-def _server_reference(server: Server) -> dict[str, Any]:
-    # display only: an identifier would add an index row to every event for a constant value
-    return {"display": f"ehc-fhir {server.base_url}"}
-
-
-@lru_cache(maxsize=64)
-def _source(server: Server) -> dict[str, Any]:
-    return {"site": server.base_url, "observer": _server_reference(server),
-            "type": [_APPLICATION_SERVER]}
-
-
-def _request_entity(request_id: str) -> dict[str, Any]:
-    return {"what": {"identifier": {"value": request_id}}, "type": _REQUEST_ID}
-
-
-def _subtypes(event: Rest) -> list[dict[str, str]]:
-    out = [_coding(_INTERACTION, event.interaction, event.interaction)]
-    if event.operation:
-        rtype, _, name = event.operation.partition("/$")
-        out.append(_coding("urn:ietf:rfc:3986",
-                           f"http://hl7.org/fhir/OperationDefinition/{rtype}-{name}",
-                           event.operation))
+def rest_records(event: Rest, patients: Iterable[str] = (), ts: int | None = None
+                 ) -> list[AuditRecord]:
+    """The audit records of ``event``: one per Patient in ``patients`` ("Patient/id"), or one;
+    written at ``ts`` (default: ``event.recorded``)."""
+    if len(event.what) > 1:
+        raise ValueError("an audited interaction concerns at most one resource")
+    action = event.action or ACTIONS.get(event.interaction, "E")
+    desc = event.outcome_desc if event.status >= 400 else None
+    what_type, what_id, what_version = split_reference(event.what[0] if event.what else None)
+    head = (REST, event.interaction, event.operation, action, outcome_code(event.status), desc,
+            *_who(event.caller, event.server), event.request_id, what_type, what_id,
+            what_version, event.query)
+    written = event.recorded if ts is None else ts
+    out = []
+    for patient in dict.fromkeys(patients) or (None,):
+        pid = None if patient is None else patient.removeprefix("Patient/")
+        out.append(AuditRecord._make((event_id(), written, event.recorded, *head, pid, None,
+                                      None)))
     return out
 
 
 def rest_events(event: Rest, patients: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """The AuditEvents of ``event``: one per Patient in ``patients`` ("Patient/id"), or one."""
-    action = event.action or ACTIONS.get(event.interaction, "E")
-    reads = action == "R"
-    common: dict[str, Any] = {
-        "resourceType": AUDIT_TYPE,
-        "type": REST_TYPE,
-        "subtype": _subtypes(event),
-        "action": action,
-        "recorded": to_instant(event.recorded),
-        "outcome": outcome_code(event.status),
-    }
-    if event.outcome_desc and event.status >= 400:
-        common["outcomeDesc"] = event.outcome_desc
-    common["agent"] = _rest_agents(event.caller, event.server, reads)
-    common["source"] = _source(event.server)
-    entities: list[dict[str, Any]] = []
-    if event.request_id:
-        entities.append(_request_entity(event.request_id))
-    entities += [{"what": {"reference": ref}, "type": _SYSTEM_OBJECT, "role": _DOMAIN_RESOURCE}
-                 for ref in event.what]
-    if event.query is not None:
-        entities.append({"type": _SYSTEM_OBJECT, "role": _QUERY_ROLE,
-                         "query": base64.b64encode(event.query).decode("ascii")})
-    out = []
-    for patient in dict.fromkeys(patients) or (None,):
-        doc = {**common, "id": event_id()}
-        extra = [] if patient is None else [
-            {"what": {"reference": patient}, "type": _PERSON, "role": _PATIENT_ROLE}]
-        if entities or extra:
-            doc["entity"] = [*entities, *extra]
-        out.append(_ordered(doc))
-    return out
+    """The AuditEvents of ``event`` as served (without ``meta``): see :func:`rest_records`."""
+    return [render(r, meta=False) for r in rest_records(event, patients)]
+
+
+def token_record(recorded: int, caller: Caller, server: Server, request_id: str | None,
+                 outcome: str, reason: str, scope: str | None = None, ts: int | None = None
+                 ) -> AuditRecord:
+    """A token request (IUA ITI-71 shape): ``outcome`` "success" or the OAuth error returned;
+    ``scope`` the scope granted (success) or asked for (failure), never the assertion."""
+    ok = outcome == "success"
+    desc = None if ok else (f"{outcome}: {reason}" if reason and reason != outcome else outcome)
+    return AuditRecord._make((event_id(), recorded if ts is None else ts, recorded, TOKEN,
+                              TOKEN_EVENT, None, "E", "0" if ok else "4", desc,
+                              *_who(caller, server), request_id, None, None, None, None, None,
+                              scope or None, None))
 
 
 def token_event(recorded: int, caller: Caller, server: Server, request_id: str | None,
                 outcome: str, reason: str, scope: str | None = None) -> dict[str, Any]:
-    """A token request (IUA ITI-71 shape): ``outcome`` "success" or the OAuth error returned;
-    ``scope`` the scope granted (success) or asked for (failure), never the assertion."""
-    ok = outcome == "success"
-    client = _client_agents(caller, server, _APPLICATION)
-    authz = {"type": {"coding": [_AUTHZ_SERVER]}, "who": _server_reference(server),
-             "requestor": False, "network": {"address": server.base_url, "type": "5"}}
-    entities: list[dict[str, Any]] = []
-    if request_id:
-        entities.append(_request_entity(request_id))
-    detail = [{"type": "outcome", "valueString": outcome}]
-    if scope:
-        detail.append({"type": "scope", "valueString": scope})
-    request_entity: dict[str, Any] = {"type": _SYSTEM_OBJECT, "role": _QUERY_ROLE,
-                                      "name": "token request", "detail": detail}
-    entities.append(request_entity)
-    if ok and caller.token_hash:
-        entities.append({"what": {"identifier": {"system": "urn:ietf:rfc:6920",
-                                                 "value": f"sha-256;{caller.token_hash}"}},
-                         "type": _SYSTEM_OBJECT, "role": _SECURITY_RESOURCE,
-                         "name": "access token (SHA-256)"})
-    doc: dict[str, Any] = {
-        "resourceType": AUDIT_TYPE, "id": event_id(), "type": TOKEN_TYPE,
-        "subtype": [TOKEN_SUBTYPE], "action": "E",
-        "recorded": to_instant(recorded), "outcome": "0" if ok else "4",
-    }
-    if not ok:
-        doc["outcomeDesc"] = f"{outcome}: {reason}" if reason and reason != outcome else outcome
-    doc["agent"] = [*client, authz]
-    doc["source"] = _source(server)
-    doc["entity"] = entities
-    return doc
-
-
-def _ordered(doc: dict[str, Any]) -> dict[str, Any]:
-    """``resourceType`` and ``id`` first, as every stored resource."""
-    return {"resourceType": doc["resourceType"], "id": doc["id"],
-            **{k: v for k, v in doc.items() if k not in ("resourceType", "id")}}
+    """The AuditEvent of a token request as served (without ``meta``): :func:`token_record`."""
+    return render(token_record(recorded, caller, server, request_id, outcome, reason, scope),
+                  meta=False)
 
 
 # -- the Patients a resource concerns ------------------------------------------------------------
@@ -352,78 +235,7 @@ def _resources(doc: Any) -> Iterator[dict[str, Any]]:
             yield from _resources(entry.get("resource"))
 
 
-# -- stored form and index ------------------------------------------------------------------------
-def new_version(doc: dict[str, Any], recorded: int, ts: int) -> NewVersion:
-    """``doc`` (recorded at ``recorded``) as version 1 written at ``ts`` (``meta`` stamped), with
-    its index entries."""
-    meta = {"versionId": "1", "lastUpdated": to_instant(ts)}
-    doc = {"resourceType": AUDIT_TYPE, "id": doc["id"], "meta": meta,
-           **{k: v for k, v in doc.items() if k not in ("resourceType", "id", "meta")}}
-    return NewVersion(AUDIT_TYPE, doc["id"], 1, ts, "POST", jsonio.dumps(doc),
-                      index_entries(doc, recorded, ts))
-
-
-def index_entries(doc: dict[str, Any], recorded: int, ts: int) -> tuple[IndexEntry, ...]:
-    """The entries of :data:`INDEXED_PARAMS`, built from the event's known shape rather than by
-    evaluating every AuditEvent search expression (several times cheaper; the tests check they
-    equal what :func:`fhir_server.search.index.extract` gives for those parameters)."""
-    out: list[IndexEntry] = [
-        index.TokenEntry("_id", None, doc["id"]),
-        index.DateEntry("_lastUpdated", ts, ts + 1),
-        index.DateEntry("date", recorded, recorded + 1),
-        *_coding_entries("type", _key(doc["type"])),
-        index.TokenEntry("outcome", None, doc["outcome"]),
-    ]
-    for coding in doc.get("subtype", ()):
-        out += _coding_entries("subtype", _key(coding))
-    for agent in doc.get("agent", ()):
-        who = agent.get("who")
-        if who is not None:
-            out += _reference_entries("agent", who)
-    for entity in doc.get("entity", ()):
-        what = entity.get("what")
-        if what is not None:
-            found = _reference_entries("entity", what)
-            out += found
-            out += (index.ReferenceEntry("patient", e.type, e.id, e.version, e.url)
-                    for e in found if isinstance(e, index.ReferenceEntry) and e.type == "Patient")
-    return tuple(dict.fromkeys(out))
-
-
-def _key(coding: dict[str, str]) -> tuple[str | None, str | None, str | None]:
-    return coding.get("system"), coding.get("code"), coding.get("display")
-
-
-@lru_cache(maxsize=1024)
-def _coding_entries(param: str, key: tuple[str | None, str | None, str | None]
-                    ) -> tuple[IndexEntry, ...]:
-    system, code, display = key
-    coding = {k: v for k, v in (("system", system), ("code", code), ("display", display)) if v}
-    return tuple(index.CONVERTERS["token"](param, coding, "Coding"))
-
-
-def _reference_entries(param: str, value: dict[str, Any]) -> tuple[IndexEntry, ...]:
-    ident = value.get("identifier")
-    text = value.get("reference")
-    if not isinstance(ident, dict):
-        return _literal_entries(param, text) if isinstance(text, str) else ()
-    return _identified_entries(param, text if isinstance(text, str) else None,
-                               ident.get("system"), ident.get("value"))
-
-
-@lru_cache(maxsize=8192)
-def _literal_entries(param: str, text: str) -> tuple[IndexEntry, ...]:
-    return tuple(index.CONVERTERS["reference"](param, {"reference": text}, "Reference"))
-
-
-@lru_cache(maxsize=1024)
-def _identified_entries(param: str, text: str | None, system: str | None,
-                        value: str | None) -> tuple[IndexEntry, ...]:
-    literal = _literal_entries(param, text) if text is not None else ()
-    return (*literal, index.ReferenceEntry(param, identifier_system=system,
-                                           identifier_value=value))
-
-
+# -- search ------------------------------------------------------------------------------------
 @cache
 def index_registry() -> Registry:
     """A registry of the indexed AuditEvent parameters (the tests compare against it)."""
@@ -438,7 +250,7 @@ def unindexed(types: Iterable[str], where: ir.Node, sort: Iterable[str] = ()) ->
     types = tuple(types)
     if AUDIT_TYPE in types:
         for name in sort:
-            if name not in INDEXED_PARAMS:
+            if name not in SORTS:
                 return name
     return _unindexed(where, types)
 

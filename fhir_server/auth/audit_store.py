@@ -22,11 +22,11 @@ recorder) still keeps the trail append-only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fhir_server.auth.audit_events import AUDIT_TYPE, unindexed
+from fhir_server.auth.audit_events import AUDIT_TYPE, SORTS, AuditRecord, unindexed
 from fhir_server.auth.audit_writer import writing
 from fhir_server.auth.guard import GuardedTx
 from fhir_server.errors import InvalidRequest, MethodNotAllowed
@@ -59,8 +59,8 @@ class Written:
     body: bytes | None  # the version written, or for a deletion the version deleted
 
 
-#: builds the AuditEvent versions of the writes of one transaction
-Recorder = Callable[[list[Written]], list[NewVersion]]
+#: builds the audit records of the writes of one transaction
+Recorder = Callable[[list[Written]], list[AuditRecord]]
 
 
 def refuse_audit_write(rtype: str) -> None:
@@ -69,7 +69,11 @@ def refuse_audit_write(rtype: str) -> None:
 
 
 def _check_search(query: SearchQuery) -> None:
-    name = unindexed(query.types, query.where, (s.param for s in query.sort))
+    sort = [s.param for s in query.sort]
+    name = unindexed(query.types, query.where, sort)
+    if name is not None and name in sort and AUDIT_TYPE in query.types:
+        raise InvalidRequest(f"AuditEvent cannot be sorted by {name!r}: the audit trail sorts by"
+                             f" {', '.join(sorted(SORTS))}", expression="_sort")
     if name is not None:
         raise InvalidRequest(f"AuditEvent cannot be searched by {name!r}: the audit trail is"
                              " indexed for _id, _lastUpdated, date, type, subtype, outcome, agent,"
@@ -118,6 +122,9 @@ class AuditedTx(_Reads):
                                     expected_version == 0, body))
         return written
 
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        refuse_audit_write(AUDIT_TYPE)
+
 
 class AuditedStore(_Reads, StoreView):
     """``inner`` (the request's store) with audited, append-only writes (module docstring).
@@ -139,7 +146,6 @@ class AuditedStore(_Reads, StoreView):
             yield audited
             written = audited.written
             if self.record is not None and written:
-                for version in self.record(written):
-                    audited.raw.put(version, 0)
+                audited.raw.append_audit(self.record(written))
         if self.on_commit is not None and written:
             self.on_commit(len(written))

@@ -39,7 +39,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from fhir_server.store import NewVersion, Store, VersionConflict
+from fhir_server.fhir.audit_record import AuditRecord
+from fhir_server.store import Store, VersionConflict
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -50,8 +51,8 @@ EXCLUSIVE_WAIT = 1.0  # seconds the writer waits for requests' write transaction
 _MAX_BACKOFF = 2.0
 _CONFLICT_RETRIES = 12
 
-#: builds the AuditEvents of one request (called in the writer thread)
-Job = Callable[[], list[NewVersion]]
+#: builds the audit records of one request (called in the writer thread)
+Job = Callable[[], list[AuditRecord]]
 
 
 class AuditWriter:
@@ -64,7 +65,7 @@ class AuditWriter:
     def _reset(self) -> None:
         self._cond = threading.Condition()
         self._jobs: list[tuple[Store, Job]] = []
-        self._retry: list[tuple[Store, list[NewVersion], int]] = []
+        self._retry: list[tuple[Store, list[AuditRecord], int]] = []
         self._busy = False
         self._watched: set[int] = set()  # id() of the stores whose close flushes first
         self._closed: set[int] = set()
@@ -149,44 +150,44 @@ class AuditWriter:
                 time.sleep(self.interval)
 
     def _round(self, jobs: list[tuple[Store, Job]],
-               retry: list[tuple[Store, list[NewVersion], int]]
-               ) -> list[tuple[Store, list[NewVersion], int]]:
+               retry: list[tuple[Store, list[AuditRecord], int]]
+               ) -> list[tuple[Store, list[AuditRecord], int]]:
         """Build the jobs' events and write them, one transaction per store; returns what failed
         (with its number of failed attempts)."""
-        by_store: dict[int, tuple[Store, list[NewVersion], int]] = {}
-        for store, versions, attempts in retry:
-            by_store[id(store)] = (store, versions, attempts)
+        by_store: dict[int, tuple[Store, list[AuditRecord], int]] = {}
+        for store, records, attempts in retry:
+            by_store[id(store)] = (store, records, attempts)
         for store, job in jobs:
             try:
-                versions = job()
+                records = job()
             except Exception:  # a bug building one event must not lose the others
                 log.exception("building an audit event failed; that request's audit is lost")
                 continue
-            by_store.setdefault(id(store), (store, [], 0))[1].extend(versions)
+            by_store.setdefault(id(store), (store, [], 0))[1].extend(records)
         failed = []
-        for store, versions, attempts in by_store.values():
+        for store, records, attempts in by_store.values():
             with self._cond:
                 closed = id(store) in self._closed
             if closed:
-                log.error("%d audit events queued for a closed store are lost", len(versions))
+                log.error("%d audit events queued for a closed store are lost", len(records))
                 continue
-            if not versions:
+            if not records:
                 continue
             try:
-                write(store, versions)
+                write(store, records)
             except Exception:
                 if attempts + 1 >= MAX_ATTEMPTS:
                     log.exception("writing %d audit events failed %d times; they are lost",
-                                  len(versions), attempts + 1)
+                                  len(records), attempts + 1)
                     continue
-                log.exception("writing %d audit events failed; retrying", len(versions))
-                failed.append((store, versions, attempts + 1))
+                log.exception("writing %d audit events failed; retrying", len(records))
+                failed.append((store, records, attempts + 1))
         return failed
 
 
-def write(store: Store, versions: list[NewVersion], *, exclusive: bool = True) -> None:
-    """Write audit versions in one transaction; ``exclusive`` False: from a request thread
-    (shares the lock with other requests).
+def write(store: Store, records: list[AuditRecord], *, exclusive: bool = True) -> None:
+    """Append audit records in one transaction (one ``append_audit``); ``exclusive`` False: from
+    a request thread (shares the lock with other requests).
 
     New ids never collide, so a :class:`VersionConflict` can only be a transient conflict of the
     transaction (MongoDB's WriteConflict, which the driver documentation says to retry): retried
@@ -194,8 +195,7 @@ def write(store: Store, versions: list[NewVersion], *, exclusive: bool = True) -
     for attempt in range(_CONFLICT_RETRIES):
         try:
             with writing(store, exclusive=exclusive), store.transaction() as tx:
-                for version in versions:
-                    tx.put(version, 0)
+                tx.append_audit(records)
             return
         except VersionConflict:
             if attempt == _CONFLICT_RETRIES - 1:

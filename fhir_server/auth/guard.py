@@ -19,7 +19,7 @@ that is a :class:`GuardedStore`, so none of them can forget the check:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from fhir_server.auth.policy import NOTHING, Access
 from fhir_server.errors import Forbidden
 from fhir_server.fhir import jsonio
+from fhir_server.fhir.audit_record import AuditRecord
 from fhir_server.search import index, ir
 from fhir_server.store.base import (
     HistoryQuery,
@@ -171,6 +172,9 @@ class GuardedTx(_GuardedReads):
             raise Forbidden(f"This {new.type} would fall outside the records your organisation"
                             " may write (data policy)")
         return new
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        raise Forbidden("AuditEvents are written by the server, not by clients")
 
     def _matches(self, new: NewVersion, where: ir.Node) -> bool:
         query = SearchQuery((new.type,), ir.all_of((ir.IdIn((new.id,)), where)), limit=1)

@@ -9,11 +9,12 @@ the version) both give.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fhir_server.fhir.audit_record import AuditRecord
 from fhir_server.search import ir
 from fhir_server.search.index import IndexEntry
 
@@ -140,6 +141,11 @@ class Tx(Reader, Protocol):
         Returns the version as written when it differs from ``new`` (a guarded transaction stamps
         the writer's ownership, :mod:`fhir_server.auth.guard`), else None.
         """
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Append AuditEvents to the audit log (append-only; every id new, else
+        :class:`VersionConflict`). Read back as AuditEvent resources, version 1; a ``put`` of an
+        AuditEvent's JSON appends it too (parsed back into a record)."""
 
 
 class Store(Reader, Protocol):

@@ -10,7 +10,7 @@ through the API itself (``AuditEvent?entity:identifier=...``) with an auditor's 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +26,7 @@ from fhir_server.auth.audit_writer import writer
 from fhir_server.auth.grants import token_hash
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
+from fhir_server.fhir.audit_record import AuditRecord
 from fhir_server.search import ir
 from fhir_server.store import NewVersion, SearchQuery, StoreUnavailable
 from fhir_server.store.sqlite import SqliteStore
@@ -39,8 +40,9 @@ OTHER_KEY = ec_key("k-1")  # same kid, another key: a forger's
 
 class AuditRefusingStore(SqliteStore):
     """A store whose audit storage fails (as a full or broken audit disk would): while ``refuse``
-    is set, every ``put`` of an AuditEvent raises :class:`StoreUnavailable`. The only change to
-    the real SQLite store is this one method of its transactions (a tiny subclass)."""
+    is set, every append to the audit log (and ``put`` of an AuditEvent) raises
+    :class:`StoreUnavailable`. The only change to the real SQLite store is in these methods of its
+    transactions (a tiny subclass)."""
 
     refuse = False
 
@@ -61,6 +63,11 @@ class _Refusing:
         if new.type == "AuditEvent" and self._store.refuse:
             raise StoreUnavailable("the audit storage refused the write")
         return self._tx.put(new, expected_version)
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        if self._store.refuse:
+            raise StoreUnavailable("the audit storage refused the write")
+        self._tx.append_audit(records)
 
 
 @pytest.fixture
@@ -516,3 +523,53 @@ def test_closing_the_store_writes_its_queued_audits(auth_settings: Settings) -> 
         assert reopened.count(("AuditEvent",), ir.And()) == 21  # the token request and 20 searches
     finally:
         reopened.close()
+
+
+# -- the audit log: what it answers, and what it does not --------------------------------------
+def test_searches_of_the_audit_log(client: FlaskClient, tokens: dict[str, str]) -> None:
+    """AuditEvents live in an append-only log of their own (store/*/audit_log.py): searched by
+    their indexed parameters, sorted by date/_lastUpdated/_id, reachable by ``_has``, type
+    history, mixed with other types; not in system history."""
+    tok = tokens["h1"]
+    pid = _create(client, tok, {"resourceType": "Patient", "gender": "female"})["id"]
+    reads = [client.get(f"/fhir/Patient/{pid}", headers=_h(tok)) for _ in range(3)]
+    assert audit.flush()
+    both = _h(get_token(client, KEY, "auditor", "system/AuditEvent.rs system/Patient.rs"))
+    ids = [_one(client, tokens, r)["id"] for r in reads]
+
+    # sorted and paged by date, newest first: the three reads, then the create (the auditor's
+    # own searches are audited too, as concerning the Patient of the events they found)
+    url = f"/fhir/AuditEvent?patient={pid}&subtype=read,create&_sort=-date&_count=2"
+    page = client.get(url, headers=both).get_json()
+    found = [e["resource"]["id"] for e in page["entry"]]
+    following = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    page = client.get(following.removeprefix("http://localhost"), headers=both).get_json()
+    found += [e["resource"]["id"] for e in page["entry"]]
+    assert found[:3] == ids[::-1] and len(found) == 4
+    assert page["entry"][-1]["resource"]["subtype"][0]["code"] == "create"
+    total = client.get(f"/fhir/AuditEvent?patient=Patient/{pid}&subtype:not=search-type"
+                       "&_total=accurate&_count=1", headers=both).get_json()["total"]
+    assert total == 4
+
+    # the log sorts by date, _lastUpdated and _id only
+    response = client.get("/fhir/AuditEvent?_sort=patient", headers=both)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["_sort"]
+
+    # _has: Patients read (successfully) by the hospital's client
+    has = client.get("/fhir/Patient?_has:AuditEvent:patient:subtype=read"
+                     "&_has:AuditEvent:patient:outcome=0", headers=both).get_json()
+    assert pid in [e["resource"]["id"] for e in has["entry"]]
+
+    # type history: each event is its one version; system history is the data's alone
+    history = client.get("/fhir/AuditEvent/_history?_count=500", headers=both).get_json()
+    assert set(ids) <= {e["resource"]["id"] for e in history["entry"]}
+    assert all(e["resource"]["meta"]["versionId"] == "1" for e in history["entry"])
+    system = client.get("/fhir/_history?_count=500", headers=both).get_json()
+    assert {e["resource"]["resourceType"] for e in system["entry"]} == {"Patient"}
+
+    # several types at once: merged in one order
+    mixed = client.get(f"/fhir?_type=Patient,AuditEvent&_id={pid},{ids[0]}",
+                       headers=both).get_json()
+    assert sorted(e["resource"]["resourceType"] for e in mixed["entry"]) == ["AuditEvent",
+                                                                             "Patient"]

@@ -1,5 +1,7 @@
-"""AuditEvent building (pure): BALP shape, the Patients a response concerns, the index entries
-built by hand (they must equal what the generic extractor gives), unindexed-parameter detection."""
+"""AuditEvent building (pure): BALP shape, the Patients a response concerns, the audit log's
+records (rendered back into the same AuditEvents, parsed back into the same records) and their
+search keys (the slots of store/audit_keys.py must give what the generic extractor gives for the
+JSON served), unindexed-parameter detection."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from typing import Any
 import pytest
 
 from fhir_server.auth import audit_events as ae
-from fhir_server.fhir import jsonio, structure
+from fhir_server.fhir import audit_record, jsonio, structure
 from fhir_server.search import index, ir
 from fhir_server.search.query import build_search
+from fhir_server.store import audit_keys
 
 CALLER = ae.Caller("10.1.2.3", "h1", "Organization/h1", "hospital", "ab" * 32)
 INSURER = ae.Caller("10.1.2.4", "ins", "Organization/ins", "insurer", "cd" * 32)
@@ -33,28 +36,58 @@ EVENTS = {
 }
 
 
-def _docs() -> list[dict[str, Any]]:
+def _records() -> list[ae.AuditRecord]:
     out = []
     for event in EVENTS.values():
-        out += ae.rest_events(event, ["Patient/p1", "Patient/p2"])
-        out += ae.rest_events(event)
+        out += ae.rest_records(event, ["Patient/p1", "Patient/p2"], TS + 7)
+        out += ae.rest_records(event, (), TS + 7)
     for outcome in ("success", "invalid_client"):
-        out.append(ae.token_event(TS, CALLER, SERVER, "rid-7", outcome, "unknown kid",
-                                  "system/*.rs"))
-    out.append(ae.token_event(TS, ae.Caller("10.0.0.1"), SERVER, None, "invalid_request", ""))
+        out.append(ae.token_record(TS, CALLER, SERVER, "rid-7", outcome, "unknown kid",
+                                   "system/*.rs", TS + 7))
+    out.append(ae.token_record(TS, ae.Caller("10.0.0.1"), SERVER, None, "invalid_request", "",
+                               ts=TS + 7))
+    out.append(ae.token_record(TS, CALLER, SERVER, "rid-8", "invalid_scope", "invalid_scope"))
     return out
 
 
-@pytest.mark.parametrize("doc", _docs(), ids=lambda d: f"{d['subtype'][0]['code']}-{d['outcome']}")
-def test_events_are_valid_r4_and_index_like_the_generic_extractor(doc: dict[str, Any]) -> None:
-    version = ae.new_version(dict(doc), TS, TS + 7)
-    stored = jsonio.loads_trusted(version.body)
+def _entry(e: index.IndexEntry) -> dict[str, Any]:
+    """An index entry as audit_keys.entries gives them (MongoDB's ``idx`` form)."""
+    fields = {f: getattr(e, f) for f in sorted(ir.FIELDS[e.param_type])
+              if getattr(e, f, None) is not None}
+    return {"p": e.param, "t": e.param_type, **fields}
+
+
+def _key(entry: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(entry.items()))
+
+
+@pytest.mark.parametrize("record", _records(),
+                         ids=lambda r: f"{r.subtype}-{r.outcome}-{r.patient}")
+def test_records_render_valid_r4_and_index_like_the_generic_extractor(
+        record: ae.AuditRecord) -> None:
+    stored = jsonio.loads_trusted(audit_record.render_json(record))
     assert list(stored)[:3] == ["resourceType", "id", "meta"]
-    assert stored["meta"] == {"versionId": "1", "lastUpdated": "2026-11-18T11:06:40.123463Z"}
+    if record.ts == TS + 7:
+        assert stored["meta"] == {"versionId": "1", "lastUpdated": "2026-11-18T11:06:40.123463Z"}
     assert structure.validate(stored, "AuditEvent") == []
-    expected = set(index.extract(stored, ae.index_registry()))
-    assert set(version.index) == expected
-    assert len(version.index) == len(expected)  # no duplicates
+    expected = {_key(_entry(e)) for e in index.extract(stored, ae.index_registry())}
+    assert {_key(e) for e in audit_keys.entries(record)} == expected
+    # read back from the JSON (a migrated event): the same record, not kept verbatim
+    assert audit_record.parse(audit_record.render_json(record)) == record
+
+
+def test_parse_keeps_what_it_cannot_reproduce() -> None:
+    record = ae.rest_records(EVENTS["read"], ["Patient/p1"])[0]
+    doc = audit_record.render(record)
+    doc["agent"][0]["name"] = "an agent name the record has no field for"
+    body = jsonio.dumps(doc)
+    parsed = audit_record.parse(body)
+    assert parsed.body == body and audit_record.render_json(parsed) == body
+    assert parsed._replace(body=None) == record  # its search keys are still read
+    odd = jsonio.dumps({"resourceType": "AuditEvent", "id": "x", "recorded": "2020-01-02",
+                        "type": "not a coding"})
+    kept = audit_record.parse(odd)
+    assert (kept.id, kept.body, kept.recorded) == ("x", odd, 0)
 
 
 def test_one_event_per_patient() -> None:
@@ -132,6 +165,29 @@ def test_unindexed(rtype: str, query: str, found: str | None) -> None:
 
 
 def test_unindexed_sort() -> None:
-    assert ae.unindexed(("AuditEvent",), ir.And(), ["date", "_lastUpdated"]) is None
+    assert ae.unindexed(("AuditEvent",), ir.And(), ["date", "_lastUpdated", "_id"]) is None
     assert ae.unindexed(("AuditEvent",), ir.And(), ["action"]) == "action"
+    assert ae.unindexed(("AuditEvent",), ir.And(), ["patient"]) == "patient"  # the log cannot
     assert ae.unindexed(("Patient",), ir.And(), ["name"]) is None
+
+
+def test_event_ids_are_uuid7_ordered_and_differ_across_a_fork() -> None:
+    import os
+    import uuid
+
+    ids = [ae.event_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)  # milliseconds first
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its ids, to the parent
+        os.close(read)
+        os.write(write, "\n".join(ae.event_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    mine = {ae.event_id() for _ in range(50)}
+    with os.fdopen(read, "rb") as pipe:
+        theirs = set(pipe.read().decode().split("\n"))
+    os.waitpid(pid, 0)
+    assert len(theirs) == 50 and {i[14:] for i in mine}.isdisjoint({i[14:] for i in theirs})

@@ -18,6 +18,7 @@ def test_shard_keys_of_the_design() -> None:
     assert 'sh.shardCollection("ehc.resources", {"pc": "hashed"})' in plan
     assert 'sh.shardCollection("ehc.history", {"type": 1, "id": 1})' in plan
     assert 'sh.shardCollection("ehc.claims", {"_id": "hashed"})' in plan
+    assert 'sh.shardCollection("ehc.audit", {"_id": "hashed"})' in plan
     # the hashed shard-key index exists before resources is sharded
     hashed = plan.index('db.getSiblingDB("ehc").getCollection("resources").createIndex({"pc": "hashed"})')
     assert hashed < plan.index('sh.shardCollection("ehc.resources", {"pc": "hashed"})')

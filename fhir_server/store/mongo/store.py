@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,7 +51,9 @@ from pymongo.errors import (
 )
 from pymongo.write_concern import WriteConcern
 
+from fhir_server.fhir.audit_record import AUDIT_TYPE, AuditRecord
 from fhir_server.search import ir
+from fhir_server.store.audit_keys import reaches_audit
 from fhir_server.store.base import (
     HistoryQuery,
     NewVersion,
@@ -62,8 +64,8 @@ from fhir_server.store.base import (
     UniqueViolation,
     VersionConflict,
 )
+from fhir_server.store.mongo import audit_log, migrate
 from fhir_server.store.mongo import compile as mc
-from fhir_server.store.mongo import migrate
 from fhir_server.store.mongo.documents import SORT_INDEXES, compartment_owner, entry_doc, sort_keys
 from fhir_server.store.mongo.registry import INDEXES as REGISTRY_INDEXES
 from fhir_server.store.mongo.registry import MongoRegistry
@@ -88,6 +90,7 @@ INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("history", [("type", 1), ("id", 1), ("version", 1)], {"unique": True}),
     ("claims", [("owner", 1)], {}),  # _id is the claimed key: unique by construction
     *REGISTRY_INDEXES,  # OAuth clients, hashed tokens, assertion jti (TTL on expiry)
+    *audit_log.INDEXES,  # the audit log (AuditEvents: audit_log.py)
 )
 
 
@@ -137,12 +140,16 @@ class _Reads:
         return self.db["history"]
 
     def read(self, type: str, id: str) -> StoredResource | None:
+        if type == AUDIT_TYPE:  # AuditEvents: in the audit log (audit_log.py)
+            return audit_log.read(self, id)
         with _guard("read"):
             doc = self._resources.find_one(_by_key(type, id), {"idx": 0, "sk": 0},
                                            session=self.session)
         return _resource(doc) if doc else None
 
     def vread(self, type: str, id: str, version: int) -> StoredResource | None:
+        if type == AUDIT_TYPE:
+            return audit_log.vread(self, id, version)
         with _guard("read"):
             doc = self._history.find_one({"_id": {"$eq": f"{type}/{id}/{version}"},
                                           "type": {"$eq": type}, "id": {"$eq": id}},  # shard key
@@ -150,6 +157,8 @@ class _Reads:
         return _resource(doc) if doc else None
 
     def history(self, query: HistoryQuery) -> list[StoredResource]:
+        if query.type == AUDIT_TYPE:  # system history leaves the audit log out
+            return audit_log.history(self, query)
         conds: list[Doc] = []
         for field, op, v in (("type", "$eq", query.type), ("id", "$eq", query.id),
                              ("ts", "$gte", query.since), ("ts", "$lt", query.before)):
@@ -171,6 +180,8 @@ class _Reads:
         return [_resource(d) for d in docs]
 
     def search(self, query: SearchQuery) -> SearchPage:
+        if AUDIT_TYPE in query.types or reaches_audit(query.where):
+            return audit_log.search(self, query)
         plan = mc.sort_plan([(s.param, s.param_type, s.descending) for s in query.sort],
                             query.types)
         nkeys = len(plan)
@@ -204,6 +215,8 @@ class _Reads:
                           [(*(d[f"_k{n}"] for n in range(nkeys)), d["type"], d["id"]) for d in docs])
 
     def count(self, types: tuple[str, ...], where: ir.Node) -> int:
+        if AUDIT_TYPE in types or reaches_audit(where):
+            return audit_log.count(self, types, where)
         with _guard("count"):
             return int(self._resources.count_documents(mc.search_filter(types, where, self),
                                                        session=self.session))
@@ -269,8 +282,11 @@ class _MongoTx(_Reads):
         #: without a server transaction: how to undo each put (history _id, previous document)
         self.undo: list[tuple[str, str, Doc | None]] = []
         self.claim_undo: list[tuple[str, list[str]]] = []
+        self.audit_undo: list[str] = []
 
     def put(self, new: NewVersion, expected_version: int) -> None:
+        if new.type == AUDIT_TYPE:
+            return self.append_audit([audit_log.parse_new(new, expected_version)])
         key = f"{new.type}/{new.id}"
         hist = _history_doc(new)
         try:
@@ -302,6 +318,11 @@ class _MongoTx(_Reads):
             raise VersionConflict(f"{key} is no longer at version {expected_version}")
         self.undo.append((key, hist["_id"], previous))
         self._claim(key, new.claims)
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        audit_log.append(self.db, self.session, records)
+        if self.session is None:
+            self.audit_undo += [r.id for r in records]
 
     def _update_current(self, key: str, expected_version: int, doc: Doc) -> Doc | None:
         """Set ``doc`` on the current document if it is at ``expected_version``; the document
@@ -358,6 +379,8 @@ class _MongoTx(_Reads):
                 with suppress(DuplicateKeyError):
                     claims.insert_one({"_id": key, "owner": owner})
         self.claim_undo.clear()
+        audit_log.undo(self.db, self.audit_undo)
+        self.audit_undo.clear()
 
 
 class MongoStore(MongoRegistry, _Reads):
@@ -412,6 +435,7 @@ class MongoStore(MongoRegistry, _Reads):
                 for collection, keys, options in INDEXES:
                     db[collection].create_index(keys, **options)
                 migrate.backfill(db)  # pc and sort keys of documents written by older versions
+                audit_log.backfill(db)  # AuditEvents kept as resources by older versions move
                 self._transactions = self._probe_transactions(client, db)
 
     @staticmethod

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from fhir_server.errors import InvalidRequest
+from fhir_server.fhir.audit_record import AUDIT_TYPE, AuditRecord
 from fhir_server.search import ir
+from fhir_server.store.audit_keys import reaches_audit
 from fhir_server.store.base import (
     HistoryQuery,
     NewVersion,
@@ -31,8 +33,8 @@ from fhir_server.store.base import (
     UniqueViolation,
     VersionConflict,
 )
+from fhir_server.store.sqlite import audit_log, index_tables
 from fhir_server.store.sqlite import compile as sqlc
-from fhir_server.store.sqlite import index_tables
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
 from fhir_server.store.sqlite.plan import DEFAULT_CAP, Planner
 from fhir_server.store.sqlite.registry import SqliteRegistry
@@ -78,10 +80,14 @@ class _Reads:
             raise StoreUnavailable(f"SQLite read failed: {exc}") from exc
 
     def read(self, type: str, id: str) -> StoredResource | None:
+        if type == AUDIT_TYPE:  # AuditEvents: in the audit log (audit_log.py)
+            return audit_log.read(self, id)
         rows = self._query(f"{_CURRENT} WHERE r.type = ? AND r.id = ?", (type, id))
         return _row(rows[0]) if rows else None
 
     def vread(self, type: str, id: str, version: int) -> StoredResource | None:
+        if type == AUDIT_TYPE:
+            return audit_log.vread(self, id, version)
         rows = self._query(
             f"SELECT {_COLUMNS} FROM history WHERE type = ? AND id = ? AND version = ?",
             (type, id, version),
@@ -89,6 +95,8 @@ class _Reads:
         return _row(rows[0]) if rows else None
 
     def history(self, query: HistoryQuery) -> list[StoredResource]:
+        if query.type == AUDIT_TYPE:  # system history leaves the audit log out
+            return audit_log.history(self, query)
         filters = (("type = ?", query.type), ("id = ?", query.id), ("ts >= ?", query.since),
                    ("ts < ?", query.before))
         where = [sql for sql, value in filters if value is not None]
@@ -110,6 +118,8 @@ class _Reads:
         return Planner(lambda text, args: int(self._query(text, args)[0][0]), self.plan_cap)
 
     def search(self, query: SearchQuery) -> SearchPage:
+        if AUDIT_TYPE in query.types or reaches_audit(query.where):
+            return audit_log.search(self, query)
         sql = sqlc.Sql()
         nkeys = len(query.sort)
         names = [f"k{n}" for n in range(nkeys)] + ["type", "id"]
@@ -164,6 +174,8 @@ class _Reads:
                           [(*r[6:6 + nkeys], r[0], r[1]) for r in rows])
 
     def count(self, types: tuple[str, ...], where: ir.Node) -> int:
+        if AUDIT_TYPE in types or reaches_audit(where):
+            return audit_log.count(self, types, where)
         total = 0
         planner = self._planner()
         for rtype in types:
@@ -181,6 +193,8 @@ class _SqliteTx(_Reads):
         self.plan_cap = plan_cap
 
     def put(self, new: NewVersion, expected_version: int) -> None:
+        if new.type == AUDIT_TYPE:
+            return audit_log.put(self.conn, new, expected_version)
         try:
             hid = self.conn.execute(
                 f"INSERT INTO history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -201,6 +215,9 @@ class _SqliteTx(_Reads):
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
         index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
         self._claim(new, replace=expected_version != 0)
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        audit_log.append(self.conn, records)
 
     def _claim(self, new: NewVersion, replace: bool) -> None:
         if replace:
@@ -248,6 +265,7 @@ class SqliteStore(SqliteRegistry, _Reads):
                     f" needs {SCHEMA_VERSION}); move it aside and seed or load the data again")
             for statement in (*STATEMENTS, *index_tables.schema()):
                 conn.execute(statement)
+            audit_log.prepare(conn)  # AuditEvents kept as resources by older versions move in
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
