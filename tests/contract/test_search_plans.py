@@ -39,7 +39,7 @@ QUERIES = 150
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(store_url=f"sqlite:///{tmp_path / 'plans.db'}", access_log=False, auth=False,
-                    enforce_profiles="off")
+                    enforce_profiles="off", allow_update_create=True)
 
 
 @pytest.fixture
@@ -105,9 +105,9 @@ def _plan(store: SqliteStore, url: str, cap: int) -> tuple[str, list[str]]:
     request = build_search([rtype], pairs, base_url=BASE, now=NOW)  # type: ignore[arg-type]
     conn = sqlite3.connect(store.path)
     try:
-        planner = Planner(lambda text, args: int(conn.execute(text, args).fetchone()[0]), cap)
+        planner = Planner(lambda text, args: int(conn.execute(text, args).fetchone()[0]), None, cap)
         sql = sqlc.Sql()
-        cond = planner.condition(request.where, rtype, "r", sql, walk=True)
+        cond = planner.condition(request.where, rtype, "r", sql, walk=10)
         text = (f"SELECT r.id FROM resources r WHERE r.type = {sql.bind(rtype)} AND r.alive = 1"
                 f" AND {cond} ORDER BY r.type, r.id LIMIT 10")
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + text, sql.args)]
@@ -202,6 +202,46 @@ def test_a_schema_4_database_is_migrated(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert "idx_date_span" in names and "idx_date_value" not in names
+
+
+def test_type_counts_follow_creates_deletes_and_recreates(app: Flask, store: SqliteStore) -> None:
+    client = app.test_client()
+    headers = {"Content-Type": "application/fhir+json"}
+    for i in range(5):
+        assert client.put(f"/fhir/Patient/c{i}", json={"resourceType": "Patient", "id": f"c{i}"},
+                          headers=headers).status_code == 201
+    assert client.put("/fhir/Patient/c1", json={"resourceType": "Patient", "id": "c1",
+                                                "active": True}, headers=headers).status_code == 200
+    assert client.delete("/fhir/Patient/c2").status_code in (200, 204)
+    assert client.delete("/fhir/Patient/c2").status_code in (200, 204)  # already gone
+    assert client.delete("/fhir/Patient/c3").status_code in (200, 204)
+    assert client.put("/fhir/Patient/c3", json={"resourceType": "Patient", "id": "c3"},
+                      headers=headers).status_code in (200, 201)  # alive again
+    assert store._size("Patient") == 4 == store.count(("Patient",), ir.And())
+    assert store._size("Observation") is None
+
+
+def test_a_schema_5_database_gets_its_type_counts(app: Flask, store: SqliteStore,
+                                                  tmp_path: Path) -> None:
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(_patients(7))))
+    conn = sqlite3.connect(store.path)
+    conn.execute("DROP TABLE type_counts")
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    again = SqliteStore(store.path)
+    try:
+        assert again._size("Patient") == 7 and again._size("Immunization") == 7
+    finally:
+        again.close()
+
+
+def test_the_walk_threshold_grows_with_the_square_root_of_the_type() -> None:
+    from fhir_server.store.sqlite.plan import DEFAULT_CAP, walk_threshold
+    assert walk_threshold(21, None) == DEFAULT_CAP
+    assert 1200 < walk_threshold(21, 10_000) < 1400
+    assert 4000 < walk_threshold(21, 100_000) < 4200
+    assert walk_threshold(21, 0) == 1
 
 
 def test_the_next_page_of_a_walk_seeks_to_the_cursor(app: Flask, store: SqliteStore) -> None:

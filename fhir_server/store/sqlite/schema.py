@@ -5,7 +5,12 @@ there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``
 small clustered index from (type, id) to the current version's history row.
 """
 
-SCHEMA_VERSION = 5  # PRAGMA user_version
+SCHEMA_VERSION = 6  # PRAGMA user_version
+
+_TYPE_COUNTS = """CREATE TABLE IF NOT EXISTS type_counts (
+        type TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+    ) WITHOUT ROWID"""
 
 #: what takes a database of schema N (the key) to N + 1, run in the start-up transaction; the
 #: statements of the current schema (below and ``index_tables.schema()``) run afterwards
@@ -13,9 +18,15 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 5: the date value index is keyed by the entry's span bucket before ``low`` (date ranges
     # become one narrow seek per bucket, see compile.date_entry); created by the schema below
     4: ("DROP INDEX IF EXISTS idx_date_value",),
+    # 6: current resources per type, for the search planner (plan.py); counted once here
+    5: (_TYPE_COUNTS,
+        "INSERT OR REPLACE INTO type_counts (type, n)"
+        " SELECT type, count(*) FROM resources WHERE alive = 1 GROUP BY type"),
 }
 
 STATEMENTS = (
+    # The number of current resources per type (the search planner's statistics, plan.py).
+    _TYPE_COUNTS,
     # Every version ever written, the current one included (append-only); body NULL: a deletion.
     """CREATE TABLE IF NOT EXISTS history (
         hid INTEGER PRIMARY KEY,

@@ -36,7 +36,7 @@ from fhir_server.store.base import (
 from fhir_server.store.sqlite import audit_log, index_tables
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
-from fhir_server.store.sqlite.plan import DEFAULT_CAP, Planner
+from fhir_server.store.sqlite.plan import Planner
 from fhir_server.store.sqlite.registry import SqliteRegistry
 from fhir_server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, STATEMENTS
 
@@ -66,7 +66,8 @@ class _Reads:
     """Read queries shared by the store (autocommit reads) and its transactions."""
 
     conn: sqlite3.Connection
-    plan_cap: int = DEFAULT_CAP  # see plan.py: index rows above which a condition is not selective
+    #: plan.py: a fixed threshold (index rows) for walking instead of the cost-based one (tests)
+    plan_cap: int | None = None
 
     def _query(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
@@ -115,7 +116,13 @@ class _Reads:
         return [_row(r) for r in self._query(sql, args)]
 
     def _planner(self) -> Planner:
-        return Planner(lambda text, args: int(self._query(text, args)[0][0]), self.plan_cap)
+        return Planner(lambda text, args: int(self._query(text, args)[0][0]), self._size,
+                       self.plan_cap)
+
+    def _size(self, rtype: str) -> int | None:
+        """The number of current resources of ``rtype`` (kept by :meth:`_SqliteTx.put`)."""
+        rows = self._query("SELECT n FROM type_counts WHERE type = ?", (rtype,))
+        return int(rows[0][0]) if rows else None
 
     def search(self, query: SearchQuery) -> SearchPage:
         if AUDIT_TYPE in query.types or reaches_audit(query.where):
@@ -145,7 +152,7 @@ class _Reads:
         selects = []
         planner = self._planner()
         # in id order, one type: a page can be cut while walking the resources (plan.py)
-        walk = not query.sort and len(query.types) == 1
+        walk = query.limit if not query.sort and len(query.types) == 1 else None
         for rtype in query.types:
             keys = [sqlc.sort_expression(s.param, s.param_type, s.descending, rtype, "r", sql)
                     for s in query.sort]
@@ -188,7 +195,7 @@ class _Reads:
 
 
 class _SqliteTx(_Reads):
-    def __init__(self, conn: sqlite3.Connection, plan_cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, conn: sqlite3.Connection, plan_cap: int | None = None) -> None:
         self.conn = conn
         self.plan_cap = plan_cap
 
@@ -203,16 +210,23 @@ class _SqliteTx(_Reads):
             raise VersionConflict(f"{new.type}/{new.id} already has version {new.version}") from None
         alive = int(new.body is not None)
         if expected_version == 0:
+            was = 0
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO resources (type, id, version, ts, hid, alive)"
                 " VALUES (?, ?, ?, ?, ?, ?)", (new.type, new.id, new.version, new.ts, hid, alive))
         else:
+            found = self.conn.execute("SELECT alive FROM resources WHERE type = ? AND id = ?",
+                                      (new.type, new.id)).fetchone()
+            was = found[0] if found else alive
             cur = self.conn.execute(
                 "UPDATE resources SET version = ?, ts = ?, hid = ?, alive = ?"
                 " WHERE type = ? AND id = ? AND version = ?",
                 (new.version, new.ts, hid, alive, new.type, new.id, expected_version))
         if cur.rowcount != 1:  # the history row goes with the rolled-back transaction
             raise VersionConflict(f"{new.type}/{new.id} is no longer at version {expected_version}")
+        if alive != was:  # the planner's statistics (plan.py): current resources per type
+            self.conn.execute("INSERT INTO type_counts (type, n) VALUES (?, ?) ON CONFLICT (type)"
+                              " DO UPDATE SET n = n + excluded.n", (new.type, alive - was))
         index_tables.write(self.conn, new.type, new.id, new.index, replace=expected_version != 0)
         self._claim(new, replace=expected_version != 0)
 
