@@ -259,3 +259,20 @@ def test_the_next_page_of_a_walk_seeks_to_the_cursor(app: Flask, store: SqliteSt
     page_sql = statements[-1]
     plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + page_sql)]
     assert any("USING PRIMARY KEY (type=? AND id>?)" in line for line in plan), plan
+
+
+def test_probe_counts_are_reused_for_a_while() -> None:
+    from fhir_server.store.sqlite.plan import Estimates
+    calls: list[str] = []
+
+    def count(text: str, args: Any) -> int:
+        calls.append(text)
+        return len(calls)
+
+    estimates = Estimates(ttl=0.2)
+    cached = estimates.counter(count)
+    assert cached("q", (1,)) == 1 and cached("q", (1,)) == 1  # reused
+    assert cached("q", (2,)) == 2  # other values: counted
+    import time
+    time.sleep(0.25)
+    assert cached("q", (1,)) == 3  # expired: counted again

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from math import isqrt
+from time import monotonic
 from typing import Any
 
 from fhir_server.search import ir
@@ -140,3 +141,28 @@ class Planner:
 
     def _probe(self, rows: str, sql: sqlc.Sql, cap: int) -> int:
         return self.count(f"SELECT count(*) FROM ({rows} LIMIT {sql.bind(cap)})", sql.args)
+
+
+class Estimates:
+    """Recent probe results of one database, shared by its connections' planners: a probe's
+    count is only a cost estimate, so one that is up to :attr:`ttl` seconds old chooses as well
+    (a common family name searched again is planned without counting its rows again)."""
+
+    def __init__(self, ttl: float = 30.0, size: int = 4096) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._found: dict[tuple[str, tuple[Any, ...]], tuple[float, int]] = {}
+
+    def counter(self, count: Counter) -> Counter:
+        def cached(text: str, args: Sequence[Any]) -> int:
+            key = (text, tuple(args))
+            now = monotonic()
+            hit = self._found.get(key)
+            if hit is not None and now - hit[0] < self.ttl:
+                return hit[1]
+            value = count(text, args)
+            if len(self._found) >= self.size:
+                self._found.clear()  # rare: a burst of distinct searches
+            self._found[key] = (now, value)
+            return value
+        return cached

@@ -36,7 +36,7 @@ from fhir_server.store.base import (
 from fhir_server.store.sqlite import audit_log, index_tables
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
-from fhir_server.store.sqlite.plan import Planner
+from fhir_server.store.sqlite.plan import Estimates, Planner
 from fhir_server.store.sqlite.registry import SqliteRegistry
 from fhir_server.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION, STATEMENTS
 
@@ -115,9 +115,11 @@ class _Reads:
         args.append(query.limit)
         return [_row(r) for r in self._query(sql, args)]
 
+    estimates: Estimates  # recent probe counts of this database (plan.py)
+
     def _planner(self) -> Planner:
-        return Planner(lambda text, args: int(self._query(text, args)[0][0]), self._size,
-                       self.plan_cap)
+        count = self.estimates.counter(lambda text, args: int(self._query(text, args)[0][0]))
+        return Planner(count, self._size, self.plan_cap)
 
     def _size(self, rtype: str) -> int | None:
         """The number of current resources of ``rtype`` (kept by :meth:`_SqliteTx.put`)."""
@@ -195,8 +197,10 @@ class _Reads:
 
 
 class _SqliteTx(_Reads):
-    def __init__(self, conn: sqlite3.Connection, plan_cap: int | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, estimates: Estimates,
+                 plan_cap: int | None = None) -> None:
         self.conn = conn
+        self.estimates = estimates
         self.plan_cap = plan_cap
 
     def put(self, new: NewVersion, expected_version: int) -> None:
@@ -259,6 +263,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         self.synchronous = synchronous.upper()
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
+        self.estimates = Estimates()
         self._pid = os.getpid()
         self._checkpointer = Checkpointer(self.path, busy_timeout_ms)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +330,7 @@ class SqliteStore(SqliteRegistry, _Reads):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"the database is busy: {exc}") from exc
         try:
-            yield _SqliteTx(conn, self.plan_cap)
+            yield _SqliteTx(conn, self.estimates, self.plan_cap)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
