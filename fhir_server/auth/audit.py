@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from flask import Flask, Request, Response, current_app, g, request
+from flask.ctx import _AppCtxGlobals
 
 from fhir_server.auth import grants
 from fhir_server.auth.audit_events import (
@@ -73,6 +74,7 @@ class RequestAudit:
     def __init__(self, svc: Services, req: Request | None = None) -> None:
         self.svc = svc
         self.req = _current() if req is None else req
+        self.globals: _AppCtxGlobals = g._get_current_object()
         self.written = 0  # versions written (and audited) in committed transactions
         self._route: Route | None = None
         self._routed = False
@@ -99,7 +101,7 @@ class RequestAudit:
 
     @property
     def request_id(self) -> str | None:
-        found: str | None = g.get("request_id")
+        found: str | None = self.globals.get("request_id")
         return found
 
     def write_events(self, written: list[Written]) -> list[AuditRecord]:
@@ -158,11 +160,12 @@ def after_request(response: Response) -> Response:
     req = _current()
     if req.blueprint != "fhir" or req.endpoint in PUBLIC_ENDPOINTS:
         return response
-    svc: Services = current_app.extensions["fhir"]
+    context: RequestAudit | None = g.get("audit")
+    svc: Services = context.svc if context is not None else current_app.extensions["fhir"]
     if not svc.settings.auth:
         return response
     try:
-        if _queue(svc, response, req):
+        if _queue(svc, response, req, context):
             return response
         log.error("audit backlog full: request %s refused", g.get("request_id", "-"))
     except Exception:
@@ -172,8 +175,8 @@ def after_request(response: Response) -> Response:
                     content_type="application/fhir+json; charset=utf-8")
 
 
-def _queue(svc: Services, response: Response, req: Request) -> bool:
-    context: RequestAudit | None = g.get("audit")
+def _queue(svc: Services, response: Response, req: Request,
+           context: RequestAudit | None) -> bool:
     if context is None:  # refused before authentication completed (no token, bad token, 406...)
         context = RequestAudit(svc, req)
     found = context.route
@@ -212,7 +215,7 @@ def _request_job(event: Rest, body: bytes, named: str | None,
             outcome_desc = _diagnostics(body)
         elif body and not (event.interaction in ("read", "vread") and rtype == "Patient"):
             patients += _patients(body)
-        full = replace(event, outcome_desc=outcome_desc) if outcome_desc else event
+        full = event._replace(outcome_desc=outcome_desc) if outcome_desc else event
         return rest_records(full, patients, now_us())
     return build
 

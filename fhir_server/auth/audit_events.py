@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from fhir_server.fhir.audit_record import (
     AUDIT_TYPE,
@@ -74,9 +74,8 @@ class Server:
     canonical: str  # the platform's canonical base (identifier systems)
 
 
-@dataclass(frozen=True, slots=True)
-class Rest:
-    """One FHIR interaction, as the audit records it."""
+class Rest(NamedTuple):
+    """One FHIR interaction, as the audit records it (a tuple: built for every request)."""
 
     interaction: str  # a restful-interaction code ("operation" for $operations)
     recorded: int  # microseconds since the epoch

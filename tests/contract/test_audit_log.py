@@ -62,9 +62,7 @@ def _records() -> list[ae.AuditRecord]:
 
 
 def _at(event: ae.Rest, recorded: int) -> ae.Rest:
-    from dataclasses import replace
-
-    return replace(event, recorded=recorded)
+    return event._replace(recorded=recorded)
 
 
 PATIENTS = [
