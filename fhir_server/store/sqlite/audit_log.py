@@ -108,6 +108,7 @@ def _migrate(conn: sqlite3.Connection) -> int:
     conn.execute("DELETE FROM history WHERE type = ?", (AUDIT_TYPE,))
     conn.execute("DELETE FROM resources WHERE type = ?", (AUDIT_TYPE,))
     conn.execute("DELETE FROM claims WHERE type = ?", (AUDIT_TYPE,))
+    conn.execute("DELETE FROM type_counts WHERE type = ?", (AUDIT_TYPE,))  # the planner's count
     for name in index_tables.TABLES:
         conn.execute(f"DELETE FROM {index_tables.table(name)} WHERE rtype = ?", (AUDIT_TYPE,))
     return moved
