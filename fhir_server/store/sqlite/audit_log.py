@@ -269,18 +269,13 @@ def where(node: ir.Node, alias: str, sql: sqlc.Sql, negated: bool = False) -> st
     if isinstance(node, ir.Has):
         return sqlc.where(node, AUDIT_TYPE, alias, sql)  # alias.id IN (... idx_reference ...)
     if isinstance(node, ir.IdIn):
-        if not node.ids:
-            return "0"
-        return f"{alias}.id IN ({', '.join(sql.bind(i) for i in node.ids)})"
+        return sqlc.id_in(node.ids, alias, sql)
     if isinstance(node, ir.TypeIs):
         return "1" if AUDIT_TYPE in node.types else "0"
-    if isinstance(node, ir.And | ir.Or):
-        if not node.items:
-            return "1" if isinstance(node, ir.And) else "0"
-        joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(where(i, alias, sql, negated) for i in node.items) + ")"
     if isinstance(node, ir.Not):
         return f"NOT ({where(node.item, alias, sql, not negated)})"
+    if isinstance(node, ir.And | ir.Or):
+        return sqlc.combine(node, lambda item: where(item, alias, sql, negated))
     raise TypeError(f"not a resource condition: {node}")
 
 

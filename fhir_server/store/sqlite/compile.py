@@ -64,13 +64,8 @@ def row(node: ir.Node, ptype: str, alias: str, sql: Sql, probe: bool = False) ->
         return f"{col} IN ({', '.join(sql.bind(v) for v in node.values)})"
     if isinstance(node, ir.Null):
         return f"{_column(ptype, node.field, alias, probe)} IS NULL"
-    if isinstance(node, ir.And | ir.Or):
-        if not node.items:
-            return "1" if isinstance(node, ir.And) else "0"
-        joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(row(i, ptype, alias, sql, probe) for i in node.items) + ")"
-    if isinstance(node, ir.Not):
-        return f"NOT ({row(node.item, ptype, alias, sql, probe)})"
+    if isinstance(node, ir.And | ir.Or | ir.Not):
+        return combine(node, lambda item: row(item, ptype, alias, sql, probe))
     raise TypeError(f"not a row condition: {node}")
 
 
@@ -114,19 +109,26 @@ def where(node: ir.Node, rtype: str, alias: str, sql: Sql, sub: SubQuery | None 
                 f" (SELECT {source}.id FROM resources {source} WHERE {source}.type ="
                 f" {sql.bind(node.type)} AND {source}.alive = 1 AND {cond}))")
     if isinstance(node, ir.IdIn):
-        if not node.ids:
-            return "0"
-        return f"{alias}.id IN ({', '.join(sql.bind(i) for i in node.ids)})"
+        return id_in(node.ids, alias, sql)
     if isinstance(node, ir.TypeIs):
         return "1" if rtype in node.types else "0"
-    if isinstance(node, ir.And | ir.Or):
-        if not node.items:
-            return "1" if isinstance(node, ir.And) else "0"
-        joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(where(i, rtype, alias, sql, sub) for i in node.items) + ")"
-    if isinstance(node, ir.Not):
-        return f"NOT ({where(node.item, rtype, alias, sql, sub)})"
+    if isinstance(node, ir.And | ir.Or | ir.Not):
+        return combine(node, lambda item: where(item, rtype, alias, sql, sub))
     raise TypeError(f"not a resource condition: {node}")
+
+
+def combine(node: ir.And | ir.Or | ir.Not, each: Callable[[ir.Node], str]) -> str:
+    """``node``'s items compiled by ``each``, joined as SQL (``And()`` is true, ``Or()`` false)."""
+    if isinstance(node, ir.Not):
+        return f"NOT ({each(node.item)})"
+    if not node.items:
+        return "1" if isinstance(node, ir.And) else "0"
+    joiner = " AND " if isinstance(node, ir.And) else " OR "
+    return "(" + joiner.join(each(item) for item in node.items) + ")"
+
+
+def id_in(ids: tuple[str, ...], alias: str, sql: Sql) -> str:
+    return f"{alias}.id IN ({', '.join(sql.bind(i) for i in ids)})" if ids else "0"
 
 
 def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
@@ -159,13 +161,8 @@ def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
                 f" WHERE {idx}.type = {sql.bind(rtype)} AND {idx}.id = {alias}.id"
                 f" AND {idx}.rtype = {sql.bind(node.type)} AND {idx}.param = {sql.bind(node.param)}"
                 f" AND {source}.alive = 1 AND {correlated(node.query, node.type, source, sql)})")
-    if isinstance(node, ir.And | ir.Or):
-        if not node.items:
-            return "1" if isinstance(node, ir.And) else "0"
-        joiner = " AND " if isinstance(node, ir.And) else " OR "
-        return "(" + joiner.join(correlated(i, rtype, alias, sql) for i in node.items) + ")"
-    if isinstance(node, ir.Not):
-        return f"NOT ({correlated(node.item, rtype, alias, sql)})"
+    if isinstance(node, ir.And | ir.Or | ir.Not):
+        return combine(node, lambda item: correlated(item, rtype, alias, sql))
     return where(node, rtype, alias, sql)  # IdIn, TypeIs: no index involved
 
 

@@ -29,10 +29,10 @@ Sub-queries of chains and ``_has`` are planned the same way (without the ordered
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from math import isqrt
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_server.search import ir
 from fhir_server.store.sqlite import compile as sqlc
@@ -45,6 +45,8 @@ DEFAULT_CAP = 1000
 WALK_COST = 8
 #: most index rows one probe counts (the walk threshold for ~15M resources of a type)
 MAX_PROBE = 50_000
+
+T = TypeVar("T")
 
 #: runs a ``SELECT count(*)`` and returns the count
 Counter = Callable[[str, Sequence[Any]], int]
@@ -144,25 +146,29 @@ class Planner:
 
 
 class Estimates:
-    """Recent probe results of one database, shared by its connections' planners: a probe's
-    count is only a cost estimate, so one that is up to :attr:`ttl` seconds old chooses as well
-    (a common family name searched again is planned without counting its rows again)."""
+    """Recent planner statistics of one database, shared by its connections' planners: probe
+    counts and type sizes are only cost estimates, so values up to :attr:`ttl` seconds old choose
+    as well (a common family name searched again is planned without counting its rows again)."""
 
     def __init__(self, ttl: float = 30.0, size: int = 4096) -> None:
         self.ttl = ttl
         self.size = size
-        self._found: dict[tuple[str, tuple[Any, ...]], tuple[float, int]] = {}
+        self._found: dict[Hashable, tuple[float, Any]] = {}
+
+    def remember(self, key: Hashable, compute: Callable[[], T]) -> T:
+        now = monotonic()
+        hit = self._found.get(key)
+        if hit is not None and now - hit[0] < self.ttl:
+            value: T = hit[1]
+            return value
+        value = compute()
+        if len(self._found) >= self.size:
+            self._found.clear()  # rare: a burst of distinct searches
+        self._found[key] = (now, value)
+        return value
 
     def counter(self, count: Counter) -> Counter:
-        def cached(text: str, args: Sequence[Any]) -> int:
-            key = (text, tuple(args))
-            now = monotonic()
-            hit = self._found.get(key)
-            if hit is not None and now - hit[0] < self.ttl:
-                return hit[1]
-            value = count(text, args)
-            if len(self._found) >= self.size:
-                self._found.clear()  # rare: a burst of distinct searches
-            self._found[key] = (now, value)
-            return value
-        return cached
+        return lambda text, args: self.remember((text, tuple(args)), lambda: count(text, args))
+
+    def sizes(self, sizes: Sizes) -> Sizes:
+        return lambda rtype: self.remember(("type size", rtype), lambda: sizes(rtype))
