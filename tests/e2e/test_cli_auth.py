@@ -170,23 +170,24 @@ def test_jti_replay_across_two_workers(tmp_path: Path, db: Path, served: Server)
         form = {"grant_type": "client_credentials", "scope": "system/Patient.rs",
                 "client_assertion_type": ASSERTION_TYPE,
                 "client_assertion": sign_assertion(key, "hosp-1", token_url)}
-        results: list[tuple[int, str]] = []
+        results: list[tuple[int, str, str]] = []
         barrier = threading.Barrier(2)
 
-        def post(form: dict[str, str] = form, results: list[tuple[int, str]] = results,
+        def post(form: dict[str, str] = form, results: list[tuple[int, str, str]] = results,
                  barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             response = requests.post(token_url, data=form, timeout=30,
                                      headers={"Connection": "close"})
-            results.append((response.status_code, response.headers["X-Request-Id"].split("-")[0]))
+            results.append((response.status_code, response.headers["X-Request-Id"].split("-")[0],
+                            response.text[:200]))  # the body: why a request was refused
 
         threads = [threading.Thread(target=post) for _ in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert sorted(status for status, _ in results) == [200, 400], results
-        pair = {worker for _, worker in results}
+        assert sorted(status for status, _, _ in results) == [200, 400], results
+        pair = {worker for _, worker, _ in results}
         workers |= pair
         cross_worker_pairs += len(pair) == 2
         if cross_worker_pairs >= 5:
