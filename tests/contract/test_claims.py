@@ -4,6 +4,7 @@ the store itself (every store), including under concurrent creates."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,17 @@ def test_concurrent_conditional_creates_make_one_patient(store_factory: StoreFac
                                                          tmp_path: Path) -> None:
     statuses: list[int] = []
     ids: list[str] = []
-    barrier = threading.Barrier(6, timeout=30)
+    # the timeout only guards against a hung thread: opening six stores (indexes checked at
+    # start-up) can take tens of seconds on the MongoDB emulator late in a full run
+    barrier = threading.Barrier(6, timeout=300)
     lock = threading.Lock()
+    setup: list[float] = []
 
     def hospital() -> None:
+        started = time.perf_counter()
         store = store_factory()  # its own connection, like another worker process
         client = _app(store, tmp_path)
+        setup.append(time.perf_counter() - started)
         barrier.wait()
         response = client.post("/fhir/Patient", json=_patient(), headers={
             **HEADERS, "If-None-Exist": f"identifier={EHC}|{CARD}"})
@@ -90,7 +96,7 @@ def test_concurrent_conditional_creates_make_one_patient(store_factory: StoreFac
     for t in threads:
         t.join()
     created = [i for i, status in zip(ids, statuses, strict=True) if status == 201]
-    assert len(created) == 1, ids  # exactly one Patient was created ...
+    assert len(created) == 1, (ids, setup)  # exactly one Patient was created ...
     found = [i for i, status in zip(ids, statuses, strict=True) if status == 200]
     assert set(found) <= set(created)  # ... and the others got that one back
     probe = store_factory()
