@@ -23,18 +23,19 @@ health = Blueprint("health", __name__)
 
 
 class _RequestIds:
-    """Unique request ids without a system call per request: a random per-process prefix (new
-    after a fork) and a counter."""
+    """Unique request ids without a system call per request: a random per-process prefix and a
+    counter. The prefix is drawn again in a forked child (gunicorn workers), before any thread
+    of the child can ask for an id, so all threads of one worker share one prefix."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._prefix = uuid.uuid4().hex[:12]
         self._counter = itertools.count(1)
 
     def next(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix = os.getpid(), uuid.uuid4().hex[:12]
-            self._counter = itertools.count(1)
         return f"{self._prefix}-{next(self._counter)}"
 
 
