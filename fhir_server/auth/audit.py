@@ -47,6 +47,7 @@ from fhir_server.auth.audit_events import (
 )
 from fhir_server.auth.audit_store import AuditedStore, Written, refuse_audit_write
 from fhir_server.auth.audit_writer import write, writer
+from fhir_server.config import Settings
 from fhir_server.errors import ServiceUnavailable, outcome_json
 from fhir_server.fhir import jsonio
 from fhir_server.fhir.instants import now_us
@@ -69,12 +70,25 @@ class Route:
 
 class RequestAudit:
     """What the audit knows of the request in progress (``flask.g.audit``), worked out only when
-    needed (most of a read's audit is built later, by the background writer)."""
+    needed (most of a read's audit is built later, by the background writer).
 
-    def __init__(self, svc: Services, req: Request | None = None) -> None:
-        self.svc = svc
+    It holds what it needs of the request's services (settings, grant, the raw store) and the
+    request id, not the services or ``flask.g`` themselves: ``g`` holds it and the services' store
+    holds its methods, so either back reference would make every request a reference cycle, freed
+    only by the garbage collector (and promoted to older generations when a collection catches a
+    request in flight, which then brings on full collections of the whole heap)."""
+
+    __slots__ = ("_caller", "_route", "_routed", "grant", "raw", "req", "request_id", "settings",
+                 "written")
+
+    def __init__(self, svc: Services, req: Request | None = None,
+                 globals_: _AppCtxGlobals | None = None) -> None:
+        self.settings = svc.settings
+        self.grant = svc.access.grant
+        self.raw = _raw(svc)
         self.req = _current() if req is None else req
-        self.globals: _AppCtxGlobals = g._get_current_object()
+        found = (g if globals_ is None else globals_).get("request_id")
+        self.request_id: str | None = found if isinstance(found, str) else None
         self.written = 0  # versions written (and audited) in committed transactions
         self._route: Route | None = None
         self._routed = False
@@ -89,7 +103,7 @@ class RequestAudit:
     @property
     def caller(self) -> Caller:
         if self._caller is None:
-            grant = self.svc.access.grant
+            grant = self.grant
             address = self.req.remote_addr
             self._caller = Caller(address) if grant is None else _caller(
                 address, grant.client_id, grant.organization, grant.role, grant.token_hash)
@@ -97,12 +111,7 @@ class RequestAudit:
 
     @property
     def server(self) -> Server:
-        return _server(self.svc, self.req)
-
-    @property
-    def request_id(self) -> str | None:
-        found: str | None = self.globals.get("request_id")
-        return found
+        return _server(self.settings, self.req)
 
     def write_events(self, written: list[Written]) -> list[AuditRecord]:
         """The audit records of the versions one transaction wrote (called inside it)."""
@@ -122,11 +131,16 @@ class RequestAudit:
 
 
 # -- request hooks --------------------------------------------------------------------------------
-def audited(svc: Services) -> Services:
+def audited(svc: Services, req: Request | None = None,
+            globals_: _AppCtxGlobals | None = None) -> Services:
     """For an authenticated request: ``svc`` (the request's own services) with its store audited;
-    refuses a write of an AuditEvent before anything else is done."""
-    context = RequestAudit(svc)
-    g.audit = context
+    refuses a write of an AuditEvent before anything else is done. ``req`` and ``globals_``: the
+    request and ``flask.g`` objects, if the caller has them (else read through the proxies)."""
+    context = RequestAudit(svc, req, globals_)
+    if globals_ is None:
+        g.audit = context
+    else:
+        globals_.audit = context
     _refuse_audit_write_route(context)
     svc.store = AuditedStore(svc.store, _raw(svc), context.write_events, context.committed)
     return svc
@@ -138,9 +152,7 @@ def unaudited(svc: Services) -> Services:
     view: Services | None = current_app.extensions.get(_UNAUDITED_KEY)
     if view is None:
         raw = svc.raw_store or svc.store
-        view = Services(svc.settings, AuditedStore(raw, raw), svc.access, raw)
-        view.__dict__["cursor_key"] = svc.cursor_key
-        view.__dict__["terminology"] = svc.terminology
+        view = svc.view(AuditedStore(raw, raw))
         current_app.extensions[_UNAUDITED_KEY] = view
     return view
 
@@ -161,11 +173,13 @@ def after_request(response: Response) -> Response:
     if req.blueprint != "fhir" or req.endpoint in PUBLIC_ENDPOINTS:
         return response
     context: RequestAudit | None = g.get("audit")
-    svc: Services = context.svc if context is not None else current_app.extensions["fhir"]
-    if not svc.settings.auth:
-        return response
+    if context is None:  # refused before authentication completed (no token, bad token, 406...)
+        svc: Services = current_app.extensions["fhir"]
+        if not svc.settings.auth:
+            return response
+        context = RequestAudit(svc, req)
     try:
-        if _queue(svc, response, req, context):
+        if _queue(response, req, context):
             return response
         log.error("audit backlog full: request %s refused", g.get("request_id", "-"))
     except Exception:
@@ -175,10 +189,7 @@ def after_request(response: Response) -> Response:
                     content_type="application/fhir+json; charset=utf-8")
 
 
-def _queue(svc: Services, response: Response, req: Request,
-           context: RequestAudit | None) -> bool:
-    if context is None:  # refused before authentication completed (no token, bad token, 406...)
-        context = RequestAudit(svc, req)
+def _queue(response: Response, req: Request, context: RequestAudit) -> bool:
     found = context.route
     status = response.status_code
     if found is None:
@@ -203,7 +214,7 @@ def _queue(svc: Services, response: Response, req: Request,
         interaction == "operation" else None
     event = Rest(interaction, now_us(), status, context.caller, context.server, context.request_id,
                  what, query, operation=found.operation)
-    return writer().submit(_raw(svc), _request_job(event, body, named, rtype))
+    return writer().submit(context.raw, _request_job(event, body, named, rtype))
 
 
 def _request_job(event: Rest, body: bytes, named: str | None,
@@ -288,13 +299,13 @@ def _routes(app: Flask) -> dict[tuple[str, str], Route]:
     return table
 
 
-def _server(svc: Services, req: Request) -> Server:
-    base = svc.settings.base_url
+def _server(settings: Settings, req: Request) -> Server:
+    base = settings.base_url
     if base is None:  # as http.base_url() has it, without building request.host_url each time
         environ = req.environ
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
         base = f"{req.scheme}://{host}/fhir"
-    return _server_of(base, svc.settings.canonical_base)
+    return _server_of(base, settings.canonical_base)
 
 
 @lru_cache(maxsize=64)
@@ -347,7 +358,7 @@ def record_token_request(svc: Services, client_id: str | None, outcome: str, rea
             organization, role = client.organization, client.role
     scope = record.get("scope") if record is not None else request.form.get("scope")
     caller = Caller(remote_addr, client_id, organization, role, digest)
-    event = token_record(now_us(), caller, _server(svc, _current()), request_id, outcome, reason,
+    event = token_record(now_us(), caller, _server(svc.settings, _current()), request_id, outcome, reason,
                          scope if isinstance(scope, str) else None)
     if outcome == "success":  # no token without its audit
         write(store, [event._replace(ts=now_us())], exclusive=False)

@@ -36,6 +36,7 @@ OWNER_TAG_PATH = "CodeSystem/record-owner"  # under the canonical base
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
              "code": "SUBSETTED", "display": "subsetted"}
 
+_ALLOWED_CACHE = 4096  # decisions remembered per Access (the grant's scopes never change)
 _RULE = re.compile(r"(?:(?P<prefix>write|compartment):)?(?P<type>\*|[A-Z][A-Za-z]+)\?(?P<query>.+)")
 
 #: Fields an insurer sees (DOMAIN.md C.7: identifiers to reconcile claims, no clinical detail).
@@ -58,6 +59,7 @@ class Access:
         self.canonical = canonical_base.rstrip("/")
         self._visible: dict[str, ir.Node | None] = {}
         self._writable: dict[tuple[str, str], ir.Node | None] = {}
+        self._allowed: dict[str, bool] = {}  # "Type.letter" -> a scope grants it
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -82,7 +84,15 @@ class Access:
 
     # -- interactions -----------------------------------------------------------------------------
     def allowed(self, rtype: str, letter: str) -> bool:
-        return self.grant is None or bool(allows(self.grant.scopes, rtype, letter))
+        if self.grant is None:
+            return True
+        key = rtype + "." + letter
+        found = self._allowed.get(key)
+        if found is None:
+            found = bool(allows(self.grant.scopes, rtype, letter))
+            if len(self._allowed) < _ALLOWED_CACHE:  # types are checked names: a bounded set
+                self._allowed[key] = found
+        return found
 
     def require(self, rtype: str, letter: str) -> None:
         """Raise 403 unless a scope grants ``letter`` on ``rtype``."""

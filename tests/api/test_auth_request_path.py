@@ -1,0 +1,166 @@
+"""The authenticated request path kept cheap without changing what it decides (issue 6 cost):
+per-request services built without re-running their set-up, scope decisions cached per token,
+no reference cycles per request, the start-up heap frozen after the first request.
+
+Real tokens from the real token endpoint, a real SQLite store, HTTP through Flask's test client.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from fhir_server.api import access, observability
+from fhir_server.app import create_app
+from fhir_server.auth import audit
+from fhir_server.auth.audit import RequestAudit
+from fhir_server.auth.audit_store import AuditedStore
+from fhir_server.auth.grants import Grant
+from fhir_server.auth.guard import GuardedStore
+from fhir_server.auth.policy import Access
+from fhir_server.auth.scopes import allows, parse_scopes
+from fhir_server.config import Settings
+from fhir_server.fhir import structure
+from fhir_server.interactions.context import Services
+from fhir_server.store.sqlite import SqliteStore
+from tests.oauth import ec_key, get_token, register
+
+KEY = ec_key("k-1")
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture
+def auth_settings(settings: Settings) -> Settings:
+    return replace(settings, auth=True, enforce_profiles="off")
+
+
+@pytest.fixture
+def app(auth_settings: Settings, store: SqliteStore) -> Flask:
+    register(store, "h1", "hospital", KEY, organization="Organization/h1")
+    register(store, "narrow", "hospital", KEY, organization="Organization/h1",
+             scope="system/Observation.rs")
+    return create_app(auth_settings, store)
+
+
+@pytest.fixture
+def token(client: FlaskClient) -> str:
+    return get_token(client, KEY, "h1", "system/*.cruds")
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Content-Type": FHIR_JSON, "Authorization": f"Bearer {token}"}
+
+
+def _patient(client: FlaskClient, token: str) -> str:
+    response = client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "female"},
+                           headers=_h(token))
+    assert response.status_code == 201, response.get_json()
+    rid: str = response.get_json()["id"]
+    return rid
+
+
+def test_the_request_services_share_settings_and_cached_values(app: Flask) -> None:
+    svc: Services = app.extensions["fhir"]
+    grant = Grant("h1", "hospital", "Organization/h1", tuple(parse_scopes("system/*.rs")), (),
+                  "ab" * 32, 2**40)
+    view = svc.for_access(Access(grant, svc.settings.canonical_base))
+    assert view is not svc and view.settings is svc.settings
+    assert isinstance(view.store, GuardedStore) and view.store.store is svc.store
+    assert view.raw_store is svc.store and view.access.grant is grant
+    assert view.cursor_key == svc.cursor_key and view.terminology is svc.terminology
+    view.store = svc.store  # a view's attributes are its own
+    assert isinstance(svc.for_access(view.access).store, GuardedStore)
+    assert svc.access.grant is None  # the app's services are untouched
+    open_view = svc.for_access(Access(None, ""))
+    assert open_view.store is svc.store and open_view.access.grant is None
+
+
+@pytest.mark.parametrize("scope", ["system/*.cruds", "system/Patient.rs system/Observation.c",
+                                   "system/AuditEvent.rs", "system/*.read", "system/Observation.s"])
+def test_cached_scope_decisions_equal_the_scopes(scope: str) -> None:
+    scopes = tuple(parse_scopes(scope))
+    access_ = Access(Grant("c", "hospital", "Organization/o", scopes, (), "ab" * 32, 2**40), "")
+    for _ in range(2):  # computed, then from the cache
+        for rtype in ("Patient", "Observation", "AuditEvent", "Encounter"):
+            for letter in "cruds":
+                assert access_.allowed(rtype, letter) == bool(allows(scopes, rtype, letter))
+
+
+def test_scope_refusals_are_unchanged(client: FlaskClient, token: str) -> None:
+    rid = _patient(client, token)
+    narrow = get_token(client, KEY, "narrow", "system/Observation.rs")
+    for _ in range(2):
+        response = client.get(f"/fhir/Patient/{rid}", headers=_h(narrow))
+        assert response.status_code == 403
+        assert "does not allow you to read Patient" in response.get_data(as_text=True)
+    assert client.get(f"/fhir/Patient/{rid}", headers=_h(token)).status_code == 200
+
+
+def test_a_request_leaves_no_reference_cycle_of_its_services(client: FlaskClient,
+                                                              token: str) -> None:
+    """The request's RequestAudit, Services, AuditedStore and GuardedStore are freed by reference
+    counting when the request ends: none is left for the garbage collector."""
+    rid = _patient(client, token)
+    ours = (RequestAudit, Services, AuditedStore, GuardedStore)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            assert client.get(f"/fhir/Patient/{rid}", headers=_h(token)).status_code == 200
+            assert client.get("/fhir/Patient?gender=female", headers=_h(token)).status_code == 200
+            assert client.get("/fhir/Patient/nope", headers=_h(token)).status_code == 404
+            assert client.get(f"/fhir/Patient/{rid}").status_code == 401
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, ours)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cyclic == []
+    assert audit.flush()
+
+
+def test_the_access_cache_keeps_one_access_per_token(client: FlaskClient, token: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = _patient(client, token)
+    other = get_token(client, KEY, "h1", "system/Patient.rs")
+    seen: list[Any] = []
+    original = audit.audited
+
+    def spy(svc: Services, *args: Any) -> Services:
+        seen.append(svc.access)
+        return original(svc, *args)
+
+    monkeypatch.setattr(audit, "audited", spy)
+    for _ in range(2):
+        for t in (token, other):
+            assert client.get(f"/fhir/Patient/{rid}", headers=_h(t)).status_code == 200
+    assert seen[0] is seen[2] and seen[1] is seen[3] and seen[0] is not seen[1]
+    monkeypatch.setattr(access, "_CACHE_SIZE", 1)  # full: the oldest goes, answers are the same
+    monkeypatch.setattr(access, "_cache", {})
+    for t in (token, other, token):
+        assert client.get(f"/fhir/Patient/{rid}", headers=_h(t)).status_code == 200
+    assert len(access._cache) == 1
+
+
+def test_the_start_up_heap_is_frozen_after_the_first_request(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    assert observability._heap.settled
+    assert gc.get_freeze_count() > len(structure.RESOURCE_TYPES)
+
+
+@pytest.fixture
+def off_client(settings: Settings, store: SqliteStore) -> Iterator[FlaskClient]:
+    yield create_app(replace(settings, auth=False), store).test_client()
+
+
+def test_auth_off_still_refuses_audit_writes(off_client: FlaskClient) -> None:
+    body = {"resourceType": "AuditEvent", "recorded": "2024-01-01T00:00:00Z"}
+    response = off_client.post("/fhir/AuditEvent", json=body,
+                               headers={"Content-Type": FHIR_JSON})
+    assert response.status_code == 405
