@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 from fhir_server.errors import MethodNotAllowed
@@ -114,9 +115,34 @@ def _migrate(conn: sqlite3.Connection) -> int:
     return moved
 
 
+def _insert_rows(rows: int) -> str:
+    return f"{_INSERT.partition(' VALUES ')[0]} VALUES " + ", ".join([_ROW] * rows)
+
+
+_ROW = f"({', '.join('?' * len(COLUMNS))})"
+#: rows per multi-row INSERT, largest first; what is left (< the smallest) goes row by row
+_CHUNKS = (128, 32, 8)
+_INSERTS = {rows: _insert_rows(rows) for rows in _CHUNKS}
+
+
 def append(conn: sqlite3.Connection, records: Sequence[AuditRecord]) -> None:
-    try:  # plain tuples: sqlite3 binds a tuple subclass item by item, 2 µs slower per row
-        conn.executemany(_INSERT, map(tuple, records))
+    """Append ``records`` with multi-row INSERTs of 128, 32 and 8 rows (a handful of cached
+    statements), the last few rows one by one. ``executemany`` steps once per row, and the
+    sqlite3 module releases the GIL around every step and takes it back to bind the next row: in
+    the background writer, with request threads running, each row was a GIL hand-over (two
+    thread switches) and a round of 300 events took ~50 ms of wall time. One statement of 128
+    rows is bound at once and stepped once."""
+    limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
+    done, count = 0, len(records)
+    try:
+        for rows in _CHUNKS:
+            if rows > limit:
+                continue
+            while count - done >= rows:
+                conn.execute(_INSERTS[rows], list(chain.from_iterable(records[done:done + rows])))
+                done += rows
+        if done < count:  # plain tuples: sqlite3 binds a tuple subclass item by item (slower)
+            conn.executemany(_INSERT, map(tuple, records[done:]))
     except sqlite3.IntegrityError:
         raise VersionConflict("an AuditEvent with one of these ids exists already") from None
 
