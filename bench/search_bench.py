@@ -53,11 +53,15 @@ VENV_BIN = Path(sys.executable).parent
 SRC: Path | None = None
 EHC = "https://fhir.demo-city.health.cn/sid/ehc-id"
 VACCINE_SYSTEM = "https://fhir.demo-city.health.cn/CodeSystem/cn-nip-vaccine"
-SCENARIOS = ["identifier", "name", "birthdate", "chain", "include", "revinclude", "has"]
+SCENARIOS = ["identifier", "name", "birthdate", "birthyear", "chain", "include", "revinclude",
+             "has"]
 REQUEST = {
     "identifier": "Patient?identifier={ehc-system}|{ehc}",
     "name": "Patient?name={family}",
     "birthdate": "Patient?birthdate=ge{from}&birthdate=lt{to}",
+    # a year of births: a full page at 10k patients too (one month is ~12 matches at 10k, 50+
+    # at 100k, so that scenario's pages differ in size between the two databases)
+    "birthyear": "Patient?birthdate=ge{year}-01-01&birthdate=lt{year+1}-01-01",
     "chain": "Encounter?subject:Patient.identifier={ehc-system}|{ehc}",
     "include": "Encounter?subject=Patient/{id}&_include=Encounter:subject",
     "revinclude": "Patient?_id={id}&_revinclude=Immunization:patient",
@@ -163,6 +167,8 @@ def pick_values(db: Path, n: int) -> dict[str, list[str]]:
         "identifier": [f"/fhir/Patient?identifier={sys_q}%7C{q(v)}" for v in ehc],
         "name": [f"/fhir/Patient?name={q(f)}" for f in family],
         "birthdate": [f"/fhir/Patient?birthdate=ge{b[:10]}&birthdate=lt{month_after(b)}" for b in births],
+        "birthyear": [f"/fhir/Patient?birthdate=ge{b[:4]}-01-01&birthdate=lt{int(b[:4]) + 1:04d}-01-01"
+                      for b in births],
         "chain": [f"/fhir/Encounter?subject:Patient.identifier={sys_q}%7C{q(v)}" for v in enc_ehc],
         "include": [f"/fhir/Encounter?subject=Patient/{q(p)}&_include=Encounter:subject"
                     for p in with_encounters],

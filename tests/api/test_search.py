@@ -186,6 +186,29 @@ def test_paging_sees_every_match_once_while_writes_happen(app: Flask) -> None:
     assert writes == 6
 
 
+def test_a_common_name_pages_in_name_order_while_writes_happen(app: Flask) -> None:
+    """Without _sort, a common name is paged along its index (store/sqlite/ordered.py): in
+    name order, each match once, while other clients add patients of the same name."""
+    client = app.test_client()
+    families = ["Zhaoyu", "Zhao", "Zhaoli"]
+    load(app.extensions["fhir"], [
+        {"resourceType": "Patient", "id": f"pt{n:03d}", "name": [{"family": families[n % 3]}]}
+        for n in range(57)])
+    seen: list[str] = []
+    url = "/fhir/Patient?name=zhao&_count=10"
+    while url:
+        bundle = client.get(url).get_json()
+        seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        for family in ("Zhao", "Zhaoz"):  # sorts at the start, and at the end
+            post(client, "/fhir/Patient", {"resourceType": "Patient", "name": [{"family": family}]})
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        url = nxt[0].replace("http://localhost", "") if nxt else ""
+    assert seen[:10] == [f"pt{n:03d}" for n in range(1, 30, 3)]  # "zhao" first, by id
+    old = [i for i in seen if i.startswith("pt")]
+    assert len(old) == len(set(old)) == 57 and len(seen) == len(set(seen))
+    assert old == sorted(old, key=lambda i: (families[int(i[2:]) % 3].lower(), i))
+
+
 def test_include_revinclude_iterate(data: FlaskClient) -> None:
     bundle = data.get("/fhir/Observation?_id=o1&_include=Observation:subject"
                       "&_include:iterate=Patient:general-practitioner").get_json()

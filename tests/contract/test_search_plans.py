@@ -27,13 +27,15 @@ from fhir_server.search import ir
 from fhir_server.search.evaluate import search as evaluate
 from fhir_server.search.query import build_search
 from fhir_server.store import SearchQuery
-from fhir_server.store.sqlite import SqliteStore
+from fhir_server.store.sqlite import SqliteStore, ordered
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite.plan import Planner
 from fhir_server.store.sqlite.schema import SCHEMA_VERSION
 from tests.contract.test_search_equivalence import BASE, NOW, _memory, dataset, random_query
 
 QUERIES = 150
+#: and queries with a condition a page can be ordered by (ordered.py)
+ORDERABLE = 100
 
 
 @pytest.fixture
@@ -62,26 +64,57 @@ def test_every_plan_equals_in_memory_evaluation(app: Flask, store: SqliteStore, 
     load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(resources)))
     entries_of, all_ids = _memory(store, resources)
     rng = random.Random(seed * 1000 + 9)
-    for _ in range(QUERIES):
-        rtype, pairs = random_query(rng)
+    values: set[str] = set()  # queries read in value order
+    for n in range(QUERIES + ORDERABLE):
+        rtype, pairs, request = _query(rng, orderable_only=n >= QUERIES)
         url = f"{rtype}?" + "&".join(f"{k}={v}" for k, v in pairs)
-        try:
-            request = build_search([rtype], pairs, base_url=BASE, now=NOW)
-        except InvalidRequest as exc:  # pragma: no cover - the generator makes valid queries
-            raise AssertionError(url) from exc
         expected = evaluate(request.where, rtype, entries_of, all_ids)
         one_page = store.search(SearchQuery((rtype,), request.where, limit=10_000))
         assert sorted(r.id for r in one_page.rows) == expected, url
         assert store.count((rtype,), request.where) == len(expected), url
-        paged: list[str] = []
-        after: tuple[Any, ...] | None = None
-        while True:
-            page = store.search(SearchQuery((rtype,), request.where, after=after, limit=4))
-            paged += [r.id for r in page.rows]
-            if len(page.rows) < 4:
-                break
-            after = page.keys[-1]
-        assert paged == expected, url  # in id order, each match once
+        paged, keys = _walk(store, rtype, request.where, backwards=False)
+        assert sorted(paged) == expected and len(set(paged)) == len(paged), url  # each match once
+        orderable = any(ordered.orderable(item) for item in ordered.items(request.where))
+        if cap == 0 and expected:  # value order whenever a condition allows it
+            assert (keys[0][0] == ordered.MARK) == orderable, url
+        if keys and keys[0][0] == ordered.MARK:  # in value order (ordered.py): keys increasing
+            assert all(k[0] == ordered.MARK and k[1] == keys[0][1] for k in keys), url
+            assert [k[2:] for k in keys] == sorted({k[2:] for k in keys}), url
+            values.add(url)
+        else:
+            assert paged == expected, url  # in id order
+        if keys:  # and back from the last one: the same matches in reverse
+            back, _ = _walk(store, rtype, request.where, backwards=True, after=keys[-1])
+            assert back == paged[-2::-1], url
+    assert len(values) >= (ORDERABLE // 5 if cap == 0 else 1) or cap == 10**9
+
+
+def _query(rng: random.Random, orderable_only: bool) -> tuple[str, list[tuple[str, str]], Any]:
+    """A random query (``orderable_only``: one with a condition a page can be ordered by)."""
+    while True:
+        rtype, pairs = random_query(rng)
+        try:
+            request = build_search([rtype], pairs, base_url=BASE, now=NOW)
+        except InvalidRequest as exc:  # pragma: no cover - the generator makes valid queries
+            raise AssertionError(pairs) from exc
+        if not orderable_only or any(ordered.orderable(i) for i in ordered.items(request.where)):
+            return rtype, pairs, request
+
+
+def _walk(store: SqliteStore, rtype: str, where: ir.Node, backwards: bool,
+          after: tuple[Any, ...] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Every page of 4 from ``after``: the ids and keys in the order of travel."""
+    ids: list[str] = []
+    keys: list[tuple[Any, ...]] = []
+    while True:
+        page = store.search(SearchQuery((rtype,), where, after=after, backwards=backwards,
+                                        limit=4))
+        rows, found = (page.rows[::-1], page.keys[::-1]) if backwards else (page.rows, page.keys)
+        ids += [r.id for r in rows]
+        keys += found
+        if len(page.rows) < 4:
+            return ids, keys
+        after = found[-1]
 
 
 # -- the plans the benchmark scenarios rely on ------------------------------------------------
@@ -246,19 +279,103 @@ def test_the_walk_threshold_grows_with_the_square_root_of_the_type() -> None:
 
 def test_the_next_page_of_a_walk_seeks_to_the_cursor(app: Flask, store: SqliteStore) -> None:
     load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(_patients(60))))
-    store.plan_cap = 10  # 40 Wang: not selective, walked
-    where = build_search(["Patient"], [("name", "wang")], base_url=BASE, now=NOW).where
+    store.plan_cap = 10  # 60 with a BCG dose: not selective, walked (no value to order by)
+    where = build_search(["Patient"], [("_has:Immunization:patient:vaccine-code", "BCG")],
+                         base_url=BASE, now=NOW).where
     first = store.search(SearchQuery(("Patient",), where, limit=5))
+    assert [r.id for r in first.rows] == ["p0000", "p0001", "p0002", "p0003", "p0004"]
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     try:
         second = store.search(SearchQuery(("Patient",), where, after=first.keys[-1], limit=5))
     finally:
         store.conn.set_trace_callback(None)
-    assert [r.id for r in second.rows] == ["p0008", "p0010", "p0011", "p0013", "p0014"]
+    assert [r.id for r in second.rows] == ["p0005", "p0006", "p0007", "p0008", "p0009"]
     page_sql = statements[-1]
     plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + page_sql)]
     assert any("USING PRIMARY KEY (type=? AND id>?)" in line for line in plan), plan
+
+
+# -- pages in value order (ordered.py) ---------------------------------------------------------
+def _page_plan(store: SqliteStore, query: SearchQuery) -> tuple[list[Any], list[str]]:
+    """The page's keys and the EXPLAIN QUERY PLAN lines of its page query (the CTE only)."""
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    try:
+        page = store.search(query)
+    finally:
+        store.conn.set_trace_callback(None)
+    text = statements[-1]
+    plan = [row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + text)]
+    return page.keys, plan[:plan.index("SCAN p")]
+
+
+def test_a_common_name_pages_in_name_order_from_its_index(app: Flask,
+                                                          store: SqliteStore) -> None:
+    people = _patients(60)  # 40 Wang, 20 Li
+    people.append({"resourceType": "Patient", "id": "p9999",
+                   "name": [{"family": "Wangzhe", "given": ["Wang"]}, {"family": "Wang"}]})
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(people)))
+    where = build_search(["Patient"], [("name", "wang")], base_url=BASE, now=NOW).where
+    # 41 matches, pages of 5: walking 41 index rows beats sorting them, and the default planner
+    # chooses it (nothing is forced here)
+    keys, plan = _page_plan(store, SearchQuery(("Patient",), where, limit=5))
+    assert [k[:3] for k in keys] == [(ordered.MARK, 0, "wang")] * 5
+    assert [k[-1] for k in keys] == ["p0001", "p0002", "p0004", "p0005", "p0007"]
+    assert any("SEARCH o USING COVERING INDEX idx_string_value (rtype=? AND param=? AND norm>?"
+               " AND norm<?)" in line for line in plan), plan
+    assert not any("TEMP B-TREE" in line for line in plan), plan  # read in order, no sort
+    assert any("SEARCH d USING PRIMARY KEY (rtype=? AND rid=? AND param=?)" in line
+               for line in plan), plan  # a lower matching name of the same patient: one probe
+    keys2, plan2 = _page_plan(store, SearchQuery(("Patient",), where, after=keys[-1], limit=5))
+    assert [k[-1] for k in keys2] == ["p0008", "p0010", "p0011", "p0013", "p0014"]
+    assert any("(rtype=? AND param=? AND (norm,rid)>(?,?) AND norm<?)" in line
+               for line in plan2), plan2  # the next page seeks to the cursor
+    paged, found = _walk(store, "Patient", where, backwards=False)
+    assert len(paged) == len(set(paged)) == 41  # p9999 once, at "wang" (its lowest match)
+    assert found[-1][2:] == ("wang", "Patient", "p9999") and found[-2][-1] == "p0059"
+    back, _ = _walk(store, "Patient", where, backwards=True, after=keys2[0])
+    assert back == ["p0007", "p0005", "p0004", "p0002", "p0001"]
+    # few matches for the page size (20 Li, pages of 6, under ORDER_FACTOR x 6): id order, the
+    # index driving
+    few = build_search(["Patient"], [("name", "li")], base_url=BASE, now=NOW).where
+    assert store.search(SearchQuery(("Patient",), few, limit=6)).keys[0] == ("Patient", "p0000")
+    # a more selective condition beside the name drives, in id order
+    both = build_search(["Patient"], [("name", "wang"), ("birthdate", "1951-02-02")],
+                        base_url=BASE, now=NOW).where
+    assert [k for k in store.search(SearchQuery(("Patient",), both, limit=5)).keys] == [
+        ("Patient", "p0001")]
+
+
+def test_a_date_range_pages_in_date_order_merging_its_span_buckets(app: Flask,
+                                                                   store: SqliteStore) -> None:
+    people = _patients(60)
+    people += [{"resourceType": "Patient", "id": "y1960", "birthDate": "1960"},  # a year
+               {"resourceType": "Patient", "id": "m1960", "birthDate": "1960-01"}]  # a month
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(people)))
+    store.plan_cap = 0  # value order whenever possible
+    where = build_search(["Patient"], [("birthdate", "ge1955"), ("birthdate", "lt1965")],
+                         base_url=BASE, now=NOW).where
+    keys, plan = _page_plan(store, SearchQuery(("Patient",), where, limit=4))
+    assert [k[-1] for k in keys] == ["p0005", "p0006", "p0007", "p0008"]
+    assert any("MERGE (UNION ALL)" in line for line in plan), plan
+    keys2, plan2 = _page_plan(store, SearchQuery(("Patient",), where, after=keys[-1], limit=4))
+    assert [k[-1] for k in keys2] == ["p0009", "m1960", "y1960", "p0010"]  # (low, high, id)
+    assert any("<expr>=? AND (low,high,rid)>(?,?,?) AND low<?)" in line for line in plan2), plan2
+    paged, found = _walk(store, "Patient", where, backwards=False)
+    assert sorted(paged) == sorted(["y1960", "m1960", *(f"p{i:04d}" for i in range(60)
+                                                        if 1955 <= 1950 + i % 60 < 1965)])
+    assert [k[2:4] for k in found] == sorted(k[2:4] for k in found)
+
+
+def test_a_tampered_value_order_key_is_refused(app: Flask, store: SqliteStore) -> None:
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(_patients(10))))
+    where = build_search(["Patient"], [("name", "wang"), ("gender", "male")], base_url=BASE,
+                         now=NOW).where
+    for key in [(ordered.MARK, 1, "male", "Patient", "p1"), (ordered.MARK, 7, "x", "Patient", "p1"),
+                (ordered.MARK, 0, "x", "y", "Patient", "p1"), ("Patient",)]:
+        with pytest.raises(ValueError, match="cursor does not fit"):
+            store.search(SearchQuery(("Patient",), where, after=key, limit=4))
 
 
 def test_probe_counts_are_reused_for_a_while() -> None:

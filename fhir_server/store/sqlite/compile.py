@@ -17,7 +17,7 @@ from fhir_server.store.sqlite.index_tables import COLUMNS, bind, table
 
 _OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _COMPOSITE_FIELD = re.compile(r"c[0-9]+_[a-z_]+")
-_MAX_CHAR = "\U0010ffff"
+MAX_CHAR = "\U0010ffff"
 
 
 @dataclass
@@ -55,7 +55,7 @@ def row(node: ir.Node, ptype: str, alias: str, sql: Sql, probe: bool = False) ->
         col = _column(ptype, node.field, alias, probe)
         if node.op == "sw":
             assert isinstance(node.value, str)
-            return f"({col} >= {sql.bind(node.value)} AND {col} < {sql.bind(node.value + _MAX_CHAR)})"
+            return f"({col} >= {sql.bind(node.value)} AND {col} < {sql.bind(node.value + MAX_CHAR)})"
         if node.op == "co":
             return f"instr({col}, {sql.bind(node.value)}) > 0"
         return f"{col} {_OPS[node.op]} {sql.bind(node.value)}"
@@ -187,8 +187,7 @@ def date_entry(head: str, cond: ir.Node, idx: str, compiled: str, sql: Sql) -> s
     """
     span = SPAN.format(a=idx)
     buckets = [f"{head} AND {span} = 0 AND {compiled}"]
-    for b in SPAN_BUCKETS:
-        lower, upper = low_bounds(cond, 10**b)
+    for b, (lower, upper) in zip(SPAN_BUCKETS, bucket_bounds(cond), strict=True):
         if lower is None and upper is None:
             return f"{head} AND {compiled}"
         limits = "".join((f" AND {idx}.low >= {sql.bind(lower)}" if lower is not None else "",
@@ -197,36 +196,52 @@ def date_entry(head: str, cond: ir.Node, idx: str, compiled: str, sql: Sql) -> s
     return " UNION ALL ".join(buckets)
 
 
-def low_bounds(node: ir.Node, span: int) -> tuple[int | None, int | None]:
+Bounds = tuple[int | None, int | None]
+
+
+def low_bounds(node: ir.Node, span: int) -> Bounds:
     """Bounds (inclusive) on ``low`` implied by the row condition ``node`` for entries with
     ``0 <= high - low < span``; None: unbounded."""
+    return _bounds(node, (span,))[0]
+
+
+def bucket_bounds(node: ir.Node) -> list[Bounds]:
+    """:func:`low_bounds` for each bucket of :data:`SPAN_BUCKETS` (one walk of ``node``)."""
+    return _bounds(node, _SPANS)
+
+
+_SPANS = tuple(10**b for b in SPAN_BUCKETS)
+
+
+def _bounds(node: ir.Node, spans: tuple[int, ...]) -> list[Bounds]:
     if isinstance(node, ir.Cmp) and isinstance(node.value, ir.Timestamp):
-        us = node.value.us
+        us, op = node.value.us, node.op
+        upper = us if op in ("le", "lt", "eq") else None
         if node.field == "low":
-            return (us if node.op in ("ge", "gt", "eq") else None,
-                    us if node.op in ("le", "lt", "eq") else None)
+            return [(us if op in ("ge", "gt", "eq") else None, upper)] * len(spans)
         if node.field == "high":  # low <= high < low + span
-            return (us - span if node.op in ("ge", "gt", "eq") else None,
-                    us if node.op in ("le", "lt", "eq") else None)
-        return None, None
-    if isinstance(node, ir.And):
-        found = [low_bounds(i, span) for i in node.items]
-        lows = [lo for lo, _ in found if lo is not None]
-        highs = [hi for _, hi in found if hi is not None]
-        return (max(lows) if lows else None), (min(highs) if highs else None)
-    if isinstance(node, ir.Or) and node.items:
-        found = [low_bounds(i, span) for i in node.items]
-        lows = [lo for lo, _ in found if lo is not None]
-        highs = [hi for _, hi in found if hi is not None]
-        return (min(lows) if len(lows) == len(found) else None,
-                max(highs) if len(highs) == len(found) else None)
-    return None, None
+            if op in ("ge", "gt", "eq"):
+                return [(us - span, upper) for span in spans]
+            return [(None, upper)] * len(spans)
+    elif isinstance(node, ir.And | ir.Or) and node.items:
+        found = [_bounds(i, spans) for i in node.items]
+        out: list[Bounds] = []
+        for per_item in zip(*found, strict=True):
+            lows = [lo for lo, _ in per_item if lo is not None]
+            highs = [hi for _, hi in per_item if hi is not None]
+            if isinstance(node, ir.And):
+                out.append(((max(lows) if lows else None), (min(highs) if highs else None)))
+            else:
+                out.append((min(lows) if len(lows) == len(per_item) else None,
+                            max(highs) if len(highs) == len(per_item) else None))
+        return out
+    return [(None, None)] * len(spans)
 
 
 # -- sorting ----------------------------------------------------------------------------------
 _SORT_COLUMN = {"string": "norm", "token": "code", "number": "value", "quantity": "value",
                 "reference": "id", "uri": "value"}
-_LAST_TEXT, _FIRST_TEXT = _MAX_CHAR * 2, ""
+_LAST_TEXT, _FIRST_TEXT = MAX_CHAR * 2, ""
 _BIG = 2**62
 
 

@@ -25,6 +25,11 @@ for a page of 21 among 10k Patients, 4,100 among 100k. A search then costs at mo
 steps: it grows with the square root of the database, not with the database.
 
 Sub-queries of chains and ``_has`` are planned the same way (without the ordered walk).
+
+A first page in no particular order may also be read **in value order** (ordered.py): along the
+value index of a common string or date condition, a page costs about its own size whatever the
+number of matches. :meth:`Planner.value_order` chooses it when that condition matches more than
+:data:`ORDER_FACTOR` pages' worth of index rows and no other condition is more selective.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any, TypeVar
 
 from fhir_server.search import ir
 from fhir_server.store.sqlite import compile as sqlc
+from fhir_server.store.sqlite import ordered
 from fhir_server.store.sqlite.index_tables import table
 
 #: index rows counted before a condition is considered not selective (sub-queries, counts)
@@ -45,6 +51,9 @@ DEFAULT_CAP = 1000
 WALK_COST = 8
 #: most index rows one probe counts (the walk threshold for ~15M resources of a type)
 MAX_PROBE = 50_000
+#: a page is read in value order from this many index rows per page row on (fewer: driving in id
+#: order sorts fewer rows than reading the page in value order examines)
+ORDER_FACTOR = 4
 
 T = TypeVar("T")
 
@@ -92,6 +101,29 @@ class Planner:
         parts = [sqlc.where(item, rtype, alias, sql, self.sub) if i == driver
                  else sqlc.correlated(item, rtype, alias, sql) for i, item in enumerate(items)]
         return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+    def value_order(self, node: ir.Node, rtype: str, limit: int) -> int | None:
+        """For a first page of ``limit`` rows in no particular order: the position (in
+        ``ordered.items(node)``) of the condition whose value index orders the page, or None for
+        id order. The most selective orderable condition is chosen if it matches at least
+        :data:`ORDER_FACTOR` x ``limit`` index rows and no other condition is more selective
+        (that one then drives, in id order)."""
+        conditions = ordered.items(node)
+        candidates = [i for i, item in enumerate(conditions) if ordered.orderable(item)]
+        if not candidates:
+            return None
+        if self.fixed is None:
+            cap = walk_threshold(limit, self.sizes(rtype) if self.sizes else None)
+            least = min(cap, ORDER_FACTOR * limit)
+        else:
+            cap = least = self.fixed
+        estimates = [self.estimate(item, rtype, cap) for item in conditions]
+        best = min(candidates, key=estimates.__getitem__)
+        if estimates[best] < least:
+            return None
+        if any(e < estimates[best] and e < cap for e in estimates):
+            return None
+        return best
 
     def sub(self, node: ir.Node, rtype: str, alias: str, sql: sqlc.Sql) -> str:
         return self.condition(node, rtype, alias, sql)

@@ -33,7 +33,7 @@ from fhir_server.store.base import (
     UniqueViolation,
     VersionConflict,
 )
-from fhir_server.store.sqlite import audit_log, index_tables
+from fhir_server.store.sqlite import audit_log, index_tables, ordered
 from fhir_server.store.sqlite import compile as sqlc
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES, Checkpointer
 from fhir_server.store.sqlite.plan import Estimates, Planner
@@ -129,6 +129,12 @@ class _Reads:
     def search(self, query: SearchQuery) -> SearchPage:
         if AUDIT_TYPE in query.types or reaches_audit(query.where):
             return audit_log.search(self, query)
+        planner = self._planner()
+        if not query.sort and len(query.types) == 1:  # any order will do: maybe a value's
+            position = (planner.value_order(query.where, query.types[0], query.limit)
+                        if query.after is None else ordered.key_fits(query.after, query.where))
+            if position is not None:
+                return self._in_value_order(query, position)
         sql = sqlc.Sql()
         nkeys = len(query.sort)
         names = [f"k{n}" for n in range(nkeys)] + ["type", "id"]
@@ -152,7 +158,6 @@ class _Reads:
             keyset = " OR ".join(f"({a})" for a in alternatives)
         order = ", ".join(f"{n} {'DESC' if d else 'ASC'}" for n, d in zip(names, descending, strict=True))
         selects = []
-        planner = self._planner()
         # in id order, one type: a page can be cut while walking the resources (plan.py)
         walk = query.limit if not query.sort and len(query.types) == 1 else None
         for rtype in query.types:
@@ -181,6 +186,23 @@ class _Reads:
             rows.reverse()
         return SearchPage([_row(r[:6]) for r in rows],
                           [(*r[6:6 + nkeys], r[0], r[1]) for r in rows])
+
+    def _in_value_order(self, query: SearchQuery, position: int) -> SearchPage:
+        """A page read along the value index of condition ``position`` (ordered.py)."""
+        sql = sqlc.Sql()
+        page = ordered.page(query.where, position, query.types[0], sql, query.after,
+                            query.backwards, query.limit)
+        ncols = len(ordered.columns(ordered.items(query.where)[position]))
+        direction = "DESC" if query.backwards else "ASC"
+        keys = "".join(f", p.k{i}" for i in range(ncols))
+        order = ", ".join(f"p.k{i} {direction}" for i in range(ncols))
+        text = (f"WITH p AS ({page}) SELECT h.type, h.id, h.version, h.ts, h.method, h.body{keys}"
+                f" FROM p JOIN history h ON h.hid = p.hid ORDER BY {order}, p.id {direction}")
+        rows = self._query(text, sql.args)
+        if query.backwards:
+            rows.reverse()
+        return SearchPage([_row(r[:6]) for r in rows],
+                          [(ordered.MARK, position, *r[6:], r[0], r[1]) for r in rows])
 
     def count(self, types: tuple[str, ...], where: ir.Node) -> int:
         if AUDIT_TYPE in types or reaches_audit(where):
