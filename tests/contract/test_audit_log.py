@@ -343,8 +343,10 @@ def _old_style(factory: NamedFactory, store: Store, records: Sequence[ae.AuditRe
             from bson.binary import Binary
 
             from fhir_server.store.mongo.documents import entry_doc
+            from fhir_server.store.mongo.schema import MARKER
 
             db = store.db  # type: ignore[attr-defined]
+            db["server_meta"].delete_one({"_id": MARKER})  # an earlier version's: no marker
             db["resources"].insert_one({
                 "_id": f"AuditEvent/{record.id}", "type": "AuditEvent", "id": record.id,
                 "version": 1, "ts": record.ts, "method": "POST", "alive": True,

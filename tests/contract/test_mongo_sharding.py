@@ -319,7 +319,7 @@ def test_last_updated_sorts_by_the_stored_timestamp(mongo: Any) -> None:
 # -- backfill -------------------------------------------------------------------------------------
 def test_start_up_backfills_documents_written_before_pc(mongo_factory: NamedFactory,
                                                         sqlite: Store) -> None:
-    from fhir_server.store.mongo import migrate
+    from fhir_server.store.mongo import migrate, schema
 
     first = mongo_factory()
     try:
@@ -331,7 +331,8 @@ def test_start_up_backfills_documents_written_before_pc(mongo_factory: NamedFact
         resources = first.db["resources"]
         # as an older version wrote them: no pc, sort keys only where a value exists
         resources.update_many({}, {"$unset": {"pc": "", "sk.birthdate": ""}})
-        first.db["server_meta"].delete_many({"_id": migrate.SORT_LAYOUT})
+        # ... in a database of an older version (no start-up marker: schema.py)
+        first.db["server_meta"].delete_many({"_id": {"$in": [migrate.SORT_LAYOUT, schema.MARKER]}})
         assert resources.count_documents({"pc": {"$exists": True}}) == 0
     finally:
         first.close()

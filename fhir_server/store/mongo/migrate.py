@@ -1,8 +1,9 @@
 """Bring ``resources`` documents written by earlier versions of the store up to the current layout.
 
-Run by :class:`~fhir_server.store.mongo.store.MongoStore` once per process at start-up, after the
-indexes (so also by ``fhir-server serve`` before it takes traffic); idempotent, and cheap when there
-is nothing to do (one lookup on the ``pc`` index and one ``server_meta`` read):
+Run at start-up after the indexes (so also by ``fhir-server serve`` before it takes traffic), by
+:func:`~fhir_server.store.mongo.schema.prepare`: once per database and layout (a marker in
+``server_meta``); idempotent, and cheap when there is nothing to do (one lookup on the ``pc`` index
+and one ``server_meta`` read):
 
 * ``pc`` (the shard key, docs/SCALING.md) on every document lacking it, computed from its stored
   index entries like a write does; the same pass recomputes the sort keys of those documents from
@@ -12,8 +13,9 @@ is nothing to do (one lookup on the ``pc`` index and one ``server_meta`` read):
 
 Each update names the state it repairs (``pc`` absent, the sort key absent), so concurrent runs by
 several processes and concurrent writes (which write the full layout) are safe. Documents written by
-a process of an older version *after* this ran lack ``pc`` until the next start: stop the old
-version's processes before starting the new one (docs/SCALING.md, order of operations).
+a process of an older version *after* this ran lack ``pc``: stop the old
+version's processes before starting the new one (docs/SCALING.md, order of operations); since
+the marker, later starts do not run this either, unless the marker is deleted (schema.py).
 """
 
 from __future__ import annotations

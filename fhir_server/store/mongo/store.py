@@ -8,7 +8,7 @@ Collections:
   ``pc`` (the owner of its patient compartment: the shard key of docs/SCALING.md; kept when the
   resource is deleted; added to the filters that fix it, so that mongos can target one shard);
 * ``history``: one document per version, ``_id`` ``"Type/id/version"`` (append-only);
-* ``server_meta``: shared secrets.
+* ``server_meta``: shared secrets, the layout markers (``schema.py``, ``migrate.py``).
 
 A write is a compare-and-set: ``expected_version`` 0 inserts (a duplicate ``_id`` is a conflict),
 otherwise ``update_one({"_id": ..., "version": expected, "pc": ...})`` must match one document
@@ -64,7 +64,7 @@ from fhir_server.store.base import (
     UniqueViolation,
     VersionConflict,
 )
-from fhir_server.store.mongo import audit_log, migrate
+from fhir_server.store.mongo import audit_log, schema
 from fhir_server.store.mongo import compile as mc
 from fhir_server.store.mongo.documents import SORT_INDEXES, compartment_owner, entry_doc, sort_keys
 from fhir_server.store.mongo.registry import INDEXES as REGISTRY_INDEXES
@@ -74,7 +74,7 @@ Doc = dict[str, Any]
 DEFAULT_DATABASE = "ehc_fhir"
 _WRITE_CONFLICT = 112
 
-#: (collection, keys, options): created at first use, idempotently.
+#: (collection, keys, options): created at start-up, once per database and layout (schema.py).
 INDEXES: tuple[tuple[str, list[tuple[str, int]], dict[str, Any]], ...] = (
     ("resources", [("type", 1), ("alive", 1), ("id", 1)], {}),
     ("resources", [("type", 1), ("idx.p", 1), ("idx.code", 1), ("idx.system", 1)], {}),
@@ -424,7 +424,8 @@ class MongoStore(MongoRegistry, _Reads):
         return self.client[self.database]
 
     def _prepare(self, client: MongoClient[Doc]) -> None:
-        """Once per process: create the indexes and find out whether transactions work."""
+        """Once per process: indexes and migrations unless the database's marker says they are
+        done (schema.py), and find out whether transactions work."""
         if self._transactions is not None:
             return
         with self._lock:
@@ -432,10 +433,7 @@ class MongoStore(MongoRegistry, _Reads):
                 return
             with _guard("start-up"):
                 db = client[self.database]
-                for collection, keys, options in INDEXES:
-                    db[collection].create_index(keys, **options)
-                migrate.backfill(db)  # pc and sort keys of documents written by older versions
-                audit_log.backfill(db)  # AuditEvents kept as resources by older versions move
+                schema.prepare(db, INDEXES)
                 self._transactions = self._probe_transactions(client, db)
 
     @staticmethod
