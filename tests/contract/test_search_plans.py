@@ -368,6 +368,24 @@ def test_a_date_range_pages_in_date_order_merging_its_span_buckets(app: Flask,
     assert [k[2:4] for k in found] == sorted(k[2:4] for k in found)
 
 
+def test_a_resource_with_several_matching_dates_is_paged_once_at_its_lowest(
+        app: Flask, store: SqliteStore) -> None:
+    def stay(start: str) -> dict[str, Any]:
+        return {"location": {"display": "ward"}, "period": {"start": start, "end": start}}
+
+    load(app.extensions["fhir"], jsonio.loads(jsonio.dumps([
+        {"resourceType": "Encounter", "id": f"e{i}", "status": "finished",
+         "class": {"code": "IMP"}, "location": [stay(f"2020-0{m}-01") for m in months]}
+        for i, months in enumerate([(5, 2), (3,), (4, 1, 6), (7,), (2, 2)])])))
+    store.plan_cap = 0
+    where = build_search(["Encounter"], [("location-period", "ge2020-02"),
+                                         ("location-period", "lt2020-07")],
+                         base_url=BASE, now=NOW).where  # two conditions: the first orders
+    paged, keys = _walk(store, "Encounter", where, backwards=False)
+    # e0 at Feb, e4 at Feb (twice: once), e1 at Mar, e2 at Apr (Jan is outside), e3 never
+    assert paged == ["e0", "e4", "e1", "e2"] and keys[0][:2] == (ordered.MARK, 0)
+
+
 def test_a_tampered_value_order_key_is_refused(app: Flask, store: SqliteStore) -> None:
     load(app.extensions["fhir"], jsonio.loads(jsonio.dumps(_patients(10))))
     where = build_search(["Patient"], [("name", "wang"), ("gender", "male")], base_url=BASE,

@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.search import ir
+from fhir_server.search.params import registry
+from fhir_server.search.single_valued import MERGEABLE, single_valued
 from fhir_server.store.sqlite import compile as sqlc
 
 #: the first element of a key in value order (a key in id order is ``(type, id)``)
@@ -55,6 +57,15 @@ def orderable(node: ir.Node) -> bool:
 def columns(node: ir.Node) -> tuple[str, ...]:
     assert isinstance(node, ir.Entry)
     return _COLUMNS[node.type]
+
+
+def _one_entry(rtype: str, entry: ir.Entry) -> bool:
+    """Does every resource have at most one index entry of ``entry``'s parameter? (a date or
+    number on a single-valued element: search/single_valued.py)"""
+    if entry.type not in MERGEABLE:
+        return False
+    param = registry().for_type(rtype).get(entry.param)
+    return param is not None and single_valued(param.expression)
 
 
 def key_fits(after: tuple[Any, ...], where: ir.Node) -> int | None:
@@ -92,11 +103,13 @@ def page(where: ir.Node, position: int, rtype: str, sql: sqlc.Sql,
     rt, param = sql.bind(rtype), sql.bind(entry.param)
     own = sqlc.row(entry.where, entry.type, "o", sql, probe=True)
     # a lower matching entry of the same resource: this one is not where the resource sorts
+    # (none to look for when the parameter has one entry per resource, e.g. Patient.birthDate)
     mine = ", ".join(f"o.{c}" for c in cols)
     theirs = ", ".join(f"+d.{c}" for c in cols)
-    lower = (f"NOT EXISTS (SELECT 1 FROM {table} d WHERE d.rtype = o.rtype AND d.rid = o.rid"
-             f" AND d.param = o.param AND {sqlc.row(entry.where, entry.type, 'd', sql, probe=True)}"
-             f" AND ({theirs}, d.n) < ({mine}, o.n))")
+    lower = "" if _one_entry(rtype, entry) else (
+        f" AND NOT EXISTS (SELECT 1 FROM {table} d WHERE d.rtype = o.rtype AND d.rid = o.rid"
+        f" AND d.param = o.param AND {sqlc.row(entry.where, entry.type, 'd', sql, probe=True)}"
+        f" AND ({theirs}, d.n) < ({mine}, o.n))")
     keys = ", ".join(f"o.{c} AS k{i}" for i, c in enumerate(cols))
     order = ", ".join(f"o.{c} {direction}" for c in (*cols, "rid"))
 
@@ -112,7 +125,7 @@ def page(where: ir.Node, position: int, rtype: str, sql: sqlc.Sql,
         return (f"SELECT r.type AS type, o.rid AS id, r.hid AS hid, {keys} FROM {table} o"
                 f" JOIN resources r ON r.type = o.rtype AND r.id = o.rid"
                 f" WHERE o.rtype = {rt} AND o.param = {param}{extra}{keyset} AND {own}"
-                f" AND {lower} AND r.alive = 1{others}")
+                f"{lower} AND r.alive = 1{others}")
 
     if entry.type == "string":
         cmp = entry.where

@@ -61,6 +61,8 @@ T = TypeVar("T")
 Counter = Callable[[str, Sequence[Any]], int]
 #: the number of current resources of a type (None: not known)
 Sizes = Callable[[str], "int | None"]
+#: a recent value for a key, or the one computed now (:meth:`Estimates.remember`)
+Memo = Callable[[Hashable, Callable[[], int]], int]
 
 
 def walk_threshold(limit: int, size: int | None) -> int:
@@ -76,10 +78,11 @@ class Planner:
     0 always walks when it may, a huge one never does)."""
 
     def __init__(self, count: Counter, sizes: Sizes | None = None,
-                 fixed: int | None = None) -> None:
+                 fixed: int | None = None, memo: Memo | None = None) -> None:
         self.count = count
         self.sizes = sizes
         self.fixed = fixed
+        self.memo = memo
         self.cap = DEFAULT_CAP if fixed is None else fixed
         self._estimates: dict[tuple[ir.Node, str, int], int] = {}
 
@@ -137,7 +140,10 @@ class Planner:
         key = (node, rtype, cap)
         found = self._estimates.get(key)
         if found is None:
-            found = self._estimates[key] = min(self._estimate(node, rtype, cap), cap)
+            def compute() -> int:
+                return min(self._estimate(node, rtype, cap), cap)
+            found = self._estimates[key] = (
+                self.memo(("estimate", *key), compute) if self.memo else compute())
         return found
 
     def _estimate(self, node: ir.Node, rtype: str, cap: int) -> int:

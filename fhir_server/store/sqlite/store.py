@@ -119,7 +119,8 @@ class _Reads:
 
     def _planner(self) -> Planner:
         count = self.estimates.counter(lambda text, args: int(self._query(text, args)[0][0]))
-        return Planner(count, self.estimates.sizes(self._size), self.plan_cap)
+        return Planner(count, self.estimates.sizes(self._size), self.plan_cap,
+                       self.estimates.remember)
 
     def _size(self, rtype: str) -> int | None:
         """The number of current resources of ``rtype`` (kept by :meth:`_SqliteTx.put`)."""
