@@ -48,6 +48,9 @@ class Settings:
     max_count: int = 1000  # FHIR_MAX_COUNT
     sqlite_synchronous: str = "NORMAL"  # FHIR_SQLITE_SYNCHRONOUS: NORMAL survives kill -9; FULL power loss
     sqlite_busy_timeout_ms: int = 15000  # FHIR_SQLITE_BUSY_TIMEOUT_MS
+    #: FHIR_SQLITE_MMAP_MB: bytes of the database file each connection reads through a memory map
+    #: instead of read() calls (0: none; SQLite caps it, at 2 GB in most builds)
+    sqlite_mmap_mb: int = 2048
     access_log: bool = True  # FHIR_ACCESS_LOG: one JSON line per request
     auth: bool = True  # FHIR_AUTH=off: no OAuth at all (local development only; a warning at start)
     token_lifetime_s: int = 300  # FHIR_TOKEN_LIFETIME: access-token lifetime in seconds (at most 300)
@@ -85,6 +88,7 @@ class Settings:
             sqlite_busy_timeout_ms=_int(
                 e.get("FHIR_SQLITE_BUSY_TIMEOUT_MS"), base.sqlite_busy_timeout_ms
             ),
+            sqlite_mmap_mb=_int(e.get("FHIR_SQLITE_MMAP_MB"), base.sqlite_mmap_mb),
             access_log=_bool(e.get("FHIR_ACCESS_LOG"), base.access_log),
             auth=_bool(e.get("FHIR_AUTH"), base.auth),
             token_lifetime_s=min(300, _int(e.get("FHIR_TOKEN_LIFETIME"), base.token_lifetime_s)),

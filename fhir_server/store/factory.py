@@ -15,6 +15,7 @@ def open_store(settings: Settings) -> Store:
             url,
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            mmap_mb=settings.sqlite_mmap_mb,
         )
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from fhir_server.store.mongo import MongoStore
