@@ -10,9 +10,9 @@ size, whatever the number of matches.
 The order is that of the **matched** value: a resource sorts at the lowest of its index entries
 that satisfy the condition (``name=li`` puts a patient named "Li Lin" at "li"), and the entries of
 one resource past that one are skipped (``NOT EXISTS`` a lower matching entry of the same owner).
-A page's key is ``(MARK, position, *value, type, id)``: ``position`` is the condition's place in
-the search's top-level AND, so the next page, from the cursor, reads the same index in the same
-order; the planner (plan.py) chooses this order only on a first page, when the condition is
+A page's key is ``(MARK, tag, *value, type, id)``: ``tag`` names the condition among the
+search's top-level AND-ed ones (:func:`tag`), so the next page, from the cursor, reads the same
+index in the same order; the planner (plan.py) chooses this order only on a first page, when the condition is
 common enough for id order to cost more than a page.
 
 Orderable conditions: a string entry searched by prefix or equality on ``norm`` (``name``,
@@ -23,8 +23,10 @@ range per span bucket, merged: see compile.date_entry).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+from fhir_server.errors import InvalidRequest
 from fhir_server.search import ir
 from fhir_server.search.params import registry
 from fhir_server.search.single_valued import MERGEABLE, single_valued
@@ -68,17 +70,25 @@ def _one_entry(rtype: str, entry: ir.Entry) -> bool:
     return param is not None and single_valued(param.expression)
 
 
+def tag(node: ir.Node) -> str:
+    """Names the ordering condition in a key: what it means, not where it stands (an access
+    policy added in front of a client's search may change between two of its pages)."""
+    return hashlib.blake2b(str(node).encode(), digest_size=6).hexdigest()
+
+
 def key_fits(after: tuple[Any, ...], where: ir.Node) -> int | None:
     """The position of the ordering condition if ``after`` is a value-order key of ``where``;
-    None if it is an id-order key. Raises ValueError if it fits neither."""
+    None if it is an id-order key. A key that fits neither is a 400 (``_cursor``)."""
     if len(after) == 2:
         return None
     conditions = items(where)
-    if len(after) >= 5 and after[0] == MARK and isinstance(after[1], int) \
-            and 0 <= after[1] < len(conditions) and orderable(conditions[after[1]]) \
-            and len(after) == 4 + len(columns(conditions[after[1]])):
-        return int(after[1])
-    raise ValueError("cursor does not fit this query")
+    if len(after) >= 5 and after[0] == MARK:
+        for position, node in enumerate(conditions):
+            if orderable(node) and tag(node) == after[1] \
+                    and len(after) == 4 + len(columns(node)):
+                return position
+    raise InvalidRequest("The _cursor no longer fits this search; start again from its first"
+                         " page", expression="_cursor")
 
 
 def page(where: ir.Node, position: int, rtype: str, sql: sqlc.Sql,

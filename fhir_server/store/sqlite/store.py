@@ -202,8 +202,9 @@ class _Reads:
         rows = self._query(text, sql.args)
         if query.backwards:
             rows.reverse()
+        tag = ordered.tag(ordered.items(query.where)[position])
         return SearchPage([_row(r[:6]) for r in rows],
-                          [(ordered.MARK, position, *r[6:], r[0], r[1]) for r in rows])
+                          [(ordered.MARK, tag, *r[6:], r[0], r[1]) for r in rows])
 
     def count(self, types: tuple[str, ...], where: ir.Node) -> int:
         if AUDIT_TYPE in types or reaches_audit(where):
