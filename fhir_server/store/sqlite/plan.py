@@ -53,7 +53,7 @@ WALK_COST = 8
 MAX_PROBE = 50_000
 #: a page is read in value order from this many index rows per page row on (fewer: driving in id
 #: order sorts fewer rows than reading the page in value order examines)
-ORDER_FACTOR = 4
+ORDER_FACTOR = 2
 
 T = TypeVar("T")
 
