@@ -53,12 +53,14 @@ VENV_BIN = Path(sys.executable).parent
 SRC: Path | None = None
 EHC = "https://fhir.demo-city.health.cn/sid/ehc-id"
 VACCINE_SYSTEM = "https://fhir.demo-city.health.cn/CodeSystem/cn-nip-vaccine"
-SCENARIOS = ["identifier", "name", "birthdate", "birthyear", "chain", "include", "revinclude",
-             "has"]
+SCENARIOS = ["identifier", "name", "birthdate", "birthdate10", "birthyear", "chain", "include",
+             "revinclude", "has"]
 REQUEST = {
     "identifier": "Patient?identifier={ehc-system}|{ehc}",
     "name": "Patient?name={family}",
     "birthdate": "Patient?birthdate=ge{from}&birthdate=lt{to}",
+    # the same month, pages of 10: most months fill a page at 10k patients too
+    "birthdate10": "Patient?birthdate=ge{from}&birthdate=lt{to}&_count=10",
     # a year of births: a full page at 10k patients too (one month is ~12 matches at 10k, 50+
     # at 100k, so that scenario's pages differ in size between the two databases)
     "birthyear": "Patient?birthdate=ge{year}-01-01&birthdate=lt{year+1}-01-01",
@@ -167,6 +169,8 @@ def pick_values(db: Path, n: int) -> dict[str, list[str]]:
         "identifier": [f"/fhir/Patient?identifier={sys_q}%7C{q(v)}" for v in ehc],
         "name": [f"/fhir/Patient?name={q(f)}" for f in family],
         "birthdate": [f"/fhir/Patient?birthdate=ge{b[:10]}&birthdate=lt{month_after(b)}" for b in births],
+        "birthdate10": [f"/fhir/Patient?birthdate=ge{b[:10]}&birthdate=lt{month_after(b)}&_count=10"
+                        for b in births],
         "birthyear": [f"/fhir/Patient?birthdate=ge{b[:4]}-01-01&birthdate=lt{int(b[:4]) + 1:04d}-01-01"
                       for b in births],
         "chain": [f"/fhir/Encounter?subject:Patient.identifier={sys_q}%7C{q(v)}" for v in enc_ehc],
