@@ -100,7 +100,8 @@ class SortSpec:
 class SearchQuery:
     """Current, non-deleted resources of ``types`` matching ``where``, in ``sort`` order with ties
     broken by (type, id); keyset-paged: ``after`` is the key of the last row already returned (the
-    first when paging ``backwards``)."""
+    first when paging ``backwards``). Without ``sort`` the order is the store's choice, kept by its
+    keys: (type, id), or on SQLite possibly a condition's value (store/sqlite/ordered.py)."""
 
     types: tuple[str, ...]
     where: ir.Node = MATCH_ALL

@@ -39,7 +39,7 @@ _COLUMNS = {"string": ("norm",), "date": ("low", "high")}
 
 
 def items(node: ir.Node) -> tuple[ir.Node, ...]:
-    """The top-level AND-ed conditions of a search (positions in keys refer to these)."""
+    """The top-level AND-ed conditions of a search (the planner's positions refer to these)."""
     return node.items if isinstance(node, ir.And) else (node,)
 
 
