@@ -92,11 +92,19 @@ _caches: weakref.WeakKeyDictionary[Any, _Cache] = weakref.WeakKeyDictionary()
 _caches_lock = threading.Lock()
 
 
+_last: tuple[weakref.ref[Any], _Cache] | None = None  # the store asked last, and its cache
+
+
 def _cache(store: Store) -> _Cache:
+    global _last
+    last = _last
+    if last is not None and last[0]() is store:  # a process has one store: no weak-dict lookup
+        return last[1]
     cache = _caches.get(store)
     if cache is None:
         with _caches_lock:
             cache = _caches.setdefault(store, _Cache())
+    _last = (weakref.ref(store), cache)
     return cache
 
 

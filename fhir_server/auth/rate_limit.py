@@ -232,14 +232,22 @@ _limiters: weakref.WeakKeyDictionary[Any, RateLimiter] = weakref.WeakKeyDictiona
 _limiters_lock = threading.Lock()
 
 
+_last: tuple[weakref.ref[Any], RateLimiter] | None = None  # the store asked last, its limiter
+
+
 def limiter(store: Store, window_s: float) -> RateLimiter:
     """This process's limiter over ``store`` (one per store handle, like the grants' cache)."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is store and last[1].window_s == window_s:
+        return last[1]
     found = _limiters.get(store)
     if found is None or found.window_s != window_s:
         with _limiters_lock:
             found = _limiters.get(store)
             if found is None or found.window_s != window_s:
                 found = _limiters[store] = RateLimiter(store, window_s)
+    _last = (weakref.ref(store), found)
     return found
 
 
