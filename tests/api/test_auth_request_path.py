@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 
 from fhir_server.api import access, observability
 from fhir_server.app import create_app
-from fhir_server.auth import audit
+from fhir_server.auth import audit, grants, rate_limit
 from fhir_server.auth.audit import RequestAudit
 from fhir_server.auth.audit_store import AuditedStore
 from fhir_server.auth.grants import Grant
@@ -164,3 +164,21 @@ def test_auth_off_still_refuses_audit_writes(off_client: FlaskClient) -> None:
     response = off_client.post("/fhir/AuditEvent", json=body,
                                headers={"Content-Type": FHIR_JSON})
     assert response.status_code == 405
+
+
+def test_per_store_caches_stay_per_store(settings: Settings, store: SqliteStore) -> None:
+    """The grants' cache and the rate limiter remember the store asked last: alternating stores
+    still get each its own, a new window a new limiter."""
+    other = SqliteStore.from_url(settings.store_url + "-2")
+    try:
+        caches = [grants._cache(s) for s in (store, other, store, other, other, store)]
+        assert caches[0] is caches[2] is caches[5] and caches[1] is caches[3] is caches[4]
+        assert caches[0] is not caches[1]
+        limiters = [rate_limit.limiter(s, 60) for s in (store, other, store, other, store)]
+        assert limiters[0] is limiters[2] is limiters[4] and limiters[1] is limiters[3]
+        assert limiters[0] is not limiters[1] and limiters[0].store is store
+        shorter = rate_limit.limiter(store, 1)
+        assert shorter.window_s == 1 and shorter is not limiters[0]
+        assert rate_limit.limiter(store, 1) is shorter
+    finally:
+        other.close()
