@@ -37,6 +37,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 from typing import Any
 
 from fhir_server.fhir.audit_record import AuditRecord
@@ -61,6 +62,9 @@ class AuditWriter:
         self.max_backlog = max_backlog
         self._pid = -1
         self._reset()
+        # a forked child starts with an empty queue and no thread (checked here rather than with a
+        # getpid() system call on every submit)
+        os.register_at_fork(after_in_child=partial(_reset_in_child, weakref.ref(self)))
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
@@ -73,8 +77,6 @@ class AuditWriter:
         self._pid = os.getpid()
 
     def _ensure_thread(self) -> None:
-        if self._pid != os.getpid():  # a forked child: the parent's thread and queue are not ours
-            self._reset()
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
@@ -183,6 +185,12 @@ class AuditWriter:
                 log.exception("writing %d audit events failed; retrying", len(records))
                 failed.append((store, records, attempts + 1))
         return failed
+
+
+def _reset_in_child(ref: weakref.ref[AuditWriter]) -> None:
+    found = ref()
+    if found is not None:
+        found._reset()  # the parent's thread and queue are not the child's
 
 
 def write(store: Store, records: list[AuditRecord], *, exclusive: bool = True) -> None:

@@ -21,6 +21,7 @@ from fhir_server.app import create_app
 from fhir_server.auth import audit, grants, rate_limit
 from fhir_server.auth.audit import RequestAudit
 from fhir_server.auth.audit_store import AuditedStore
+from fhir_server.auth.audit_writer import AuditWriter
 from fhir_server.auth.grants import Grant
 from fhir_server.auth.guard import GuardedStore
 from fhir_server.auth.policy import Access
@@ -182,3 +183,36 @@ def test_per_store_caches_stay_per_store(settings: Settings, store: SqliteStore)
         assert rate_limit.limiter(store, 1) is shorter
     finally:
         other.close()
+
+
+class _Store:
+    """Enough of a store for the writer's queue (it wraps ``close``)."""
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_forked_child_starts_with_its_own_audit_queue() -> None:
+    """The writer no longer asks for the process id on every submit: a fork resets it."""
+    import os
+
+    writer = AuditWriter(interval=5.0)
+    store = _Store()
+    assert writer.submit(store, list) and writer.flush(5.0)  # the thread then sleeps a round
+    assert writer.submit(store, list)
+    assert writer.pending() == 1  # queued until the thread wakes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its queue and thread, then a job of its own
+        os.close(read)
+        state = [writer.pending(), writer._thread is None]
+        ok = writer.submit(store, list) and writer.pending() == 1 and writer.flush(5.0)
+        os.write(write, repr([*state, ok, writer.pending()]).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        seen = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert seen == "[0, True, True, 0]"
+    assert writer.pending() == 1  # the parent's job is still the parent's
+    assert writer.flush(10.0) and writer.pending() == 0
