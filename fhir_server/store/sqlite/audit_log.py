@@ -4,7 +4,7 @@ One row per event (``audit_log``, a rowid table: rows are appended in write orde
 the fields of :class:`~fhir_server.fhir.audit_record.AuditRecord`: about 300 bytes, where an
 AuditEvent kept like other resources took a history row of 2 KB of JSON, a current row and 11
 search index rows in three tables (each with its own value index). The JSON is rendered when an
-event is read. A round of the background audit writer is one ``executemany``.
+event is read. A round of the background audit writer is a few multi-row INSERTs (:func:`append`).
 
 Indexes, chosen for the questions asked of an audit trail and for cheap appends (ids and times
 grow, so their indexes are appended to): ``id`` (read, unique), ``recorded`` (``date``), ``ts``
