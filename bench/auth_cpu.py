@@ -1,0 +1,135 @@
+"""Server CPU per read with OAuth + audit on vs off, under wrk, the two servers alternating.
+
+    PYTHONPATH=<source tree> .venv/bin/python bench/auth_cpu.py [--pairs 8] [--duration 6]
+        [--connections 16] [--out bench/results/auth-cpu.json]
+
+Issue 6's target is the cost of auth plus audit as a share of read throughput. Throughput under
+wrk is a poor witness on a shared 2-core machine: gthread keeps a connection in the worker that
+accepted it, and in a third of the runs one worker accepts all of wrk's connections and the other
+idles (halving that run whatever the configuration), and other work on the machine changes from
+one run to the next. The CPU the server spends per request does not depend on how the
+connections fell, and is what throughput is bound by when the server has the machine:
+``throughput(on) / throughput(off) = cpu_per_read(off) / cpu_per_read(on)``.
+
+Two servers run at once, as ``bench/load.py`` starts them (2 gthread workers x 4 threads, pool of
+1,000 Patients): ``FHIR_AUTH=off``, and ``FHIR_AUTH=on`` with a hospital client registered with
+the CLI (every request with a bearer token: authentication, the access decision, the scope check
+and the read's AuditEvent, written by the audit writer thread). Then ``--pairs`` times: wrk
+(``--duration`` s, after a 1 s warm-up) on one, then on the other, alternating which goes first;
+for each run the CPU time (user + system) of the server's whole process group (master, workers and
+their threads, from /proc) and the requests wrk completed; a run in which one worker got all the
+connections is done again (its CPU per read is inflated: four threads on one GIL). Per pair:
+cost = 1 - off / on of the CPU per read; the median of the pairs is the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import load  # noqa: E402
+import wrk_scripts  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process of process group ``pgid``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def run(server: load.Server, job: load.WrkJob, workdir: Path, opts: argparse.Namespace) -> dict[str, Any]:
+    """One measured wrk run in which both workers held connections (a run where one worker got
+    them all is done again: that worker's four threads then contend for its one GIL and its CPU
+    per read nearly doubles, whatever the configuration)."""
+    assert server.proc is not None
+    for _ in range(opts.retries):
+        load.run_wrk(server.base, job, workdir, 1, opts.connections, 1)  # warm-up
+        before = group_cpu(server.proc.pid)
+        result = load.run_wrk(server.base, job, workdir, opts.duration, opts.connections, 1, server)
+        cpu = group_cpu(server.proc.pid) - before
+        if result["errors"]:
+            raise RuntimeError(f"wrk saw errors: {result}")
+        if result["conns_per_worker"] and min(result["conns_per_worker"]) > 0:
+            return {"requests": result["requests"], "rps": result["rps"], "cpu_s": cpu,
+                    "cpu_us_per_read": cpu / result["requests"] * 1e6,
+                    "conns_per_worker": result["conns_per_worker"]}
+        print(f"  {job.name}: connections {result['conns_per_worker']}, again", file=sys.stderr)
+    raise RuntimeError(f"{opts.retries} runs in a row left a worker without connections")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=6)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--pool", type=int, default=1000)
+    ap.add_argument("--retries", type=int, default=8, help="runs tried to get both workers busy")
+    ap.add_argument("--out", type=Path, default=load.ROOT / "bench" / "results" / "auth-cpu.json")
+    opts = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="auth-cpu-"))
+    off_dir, on_dir = tmp / "off", tmp / "on"
+    off_dir.mkdir()
+    on_dir.mkdir()
+    key = load.register_client(on_dir, "bench-hospital", "hospital")
+    off = load.Server("ours", "gthread", 2, 4, off_dir)
+    on = load.Server("ours", "gthread", 2, 4, on_dir, auth=True)
+    pairs: list[dict[str, Any]] = []
+    with load.running(off) as off_srv, load.running(on) as on_srv:
+        off_ids, _ = load.create_pool(off_srv.port, opts.pool)
+        on_ids, _ = load.create_pool(on_srv.port, opts.pool, token=load.fetch_token(
+            on_srv.base, "bench-hospital", key, "system/Patient.cruds"))
+        off_job = load.WrkJob("off", wrk_scripts.RANDOM_GET, "/",
+                              [load.write_ids(off_dir, off_ids), "/fhir/Patient/", ""])
+        on_file = load.write_ids(on_dir, on_ids)
+        on_job = load.WrkJob("on", wrk_scripts.RANDOM_GET, "/", [], refresh=lambda: [
+            on_file, "/fhir/Patient/", "",
+            load.fetch_token(on_srv.base, "bench-hospital", key, "system/Patient.rs")])
+        for i in range(opts.pairs):
+            order = [("off", off_srv, off_job, off_dir), ("on", on_srv, on_job, on_dir)]
+            found: dict[str, Any] = {}
+            for name, srv, job, workdir in order if i % 2 == 0 else order[::-1]:
+                found[name] = run(srv, job, workdir, opts)
+            found["cost"] = 1 - found["off"]["cpu_us_per_read"] / found["on"]["cpu_us_per_read"]
+            pairs.append(found)
+            print(f"pair {i + 1}: off {found['off']['cpu_us_per_read']:.0f} µs/read "
+                  f"({found['off']['rps']:.0f} req/s, conns {found['off']['conns_per_worker']}), "
+                  f"on {found['on']['cpu_us_per_read']:.0f} µs/read ({found['on']['rps']:.0f} req/s,"
+                  f" conns {found['on']['conns_per_worker']}): cost {found['cost']:.1%}",
+                  file=sys.stderr, flush=True)
+    summary = {
+        "cost_median": statistics.median(p["cost"] for p in pairs),
+        "cost_runs": sorted(round(p["cost"], 3) for p in pairs),
+        "cpu_us_per_read_off_median": statistics.median(p["off"]["cpu_us_per_read"] for p in pairs),
+        "cpu_us_per_read_on_median": statistics.median(p["on"]["cpu_us_per_read"] for p in pairs),
+    }
+    print(json.dumps(summary, indent=1))
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps({"machine": load.machine(),
+                                    "options": {k: str(v) for k, v in vars(opts).items()},
+                                    "summary": summary, "pairs": pairs}, indent=1) + "\n")
+    print(f"summary: {opts.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
