@@ -409,17 +409,23 @@ def test_a_key_that_no_longer_fits_is_a_400(app: Flask, store: SqliteStore) -> N
 
 
 def test_probe_counts_are_reused_for_a_while() -> None:
+    """Planners of one store share their estimates for ``ttl`` seconds (one probe per search
+    tree), and a new value or an expired estimate is counted again."""
     from fhir_server.store.sqlite.plan import Estimates
     calls: list[str] = []
 
     def count(text: str, args: Any) -> int:
         calls.append(text)
-        return len(calls)
+        return 40 + len(calls)
 
     estimates = Estimates(ttl=0.2)
-    cached = estimates.counter(count)
-    assert cached("q", (1,)) == 1 and cached("q", (1,)) == 1  # reused
-    assert cached("q", (2,)) == 2  # other values: counted
+
+    def estimate(family: str) -> int:
+        node = build_search(["Patient"], [("family", family)], base_url=BASE, now=NOW).where
+        return Planner(count, None, None, estimates.remember).estimate(node, "Patient")
+
+    assert estimate("wang") == 41 and estimate("wang") == 41 and len(calls) == 1  # reused
+    assert estimate("li") == 42  # another value: counted
     import time
     time.sleep(0.25)
-    assert cached("q", (1,)) == 3  # expired: counted again
+    assert estimate("wang") == 43 and len(calls) == 3  # expired: counted again

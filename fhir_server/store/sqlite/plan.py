@@ -205,8 +205,5 @@ class Estimates:
         self._found[key] = (now, value)
         return value
 
-    def counter(self, count: Counter) -> Counter:
-        return lambda text, args: self.remember((text, tuple(args)), lambda: count(text, args))
-
     def sizes(self, sizes: Sizes) -> Sizes:
         return lambda rtype: self.remember(("type size", rtype), lambda: sizes(rtype))

@@ -118,7 +118,9 @@ class _Reads:
     estimates: Estimates  # recent probe counts of this database (plan.py)
 
     def _planner(self) -> Planner:
-        count = self.estimates.counter(lambda text, args: int(self._query(text, args)[0][0]))
+        def count(text: str, args: Sequence[Any]) -> int:
+            return int(self._query(text, args)[0][0])
+
         return Planner(count, self.estimates.sizes(self._size), self.plan_cap,
                        self.estimates.remember)
 
