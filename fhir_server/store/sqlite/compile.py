@@ -137,16 +137,11 @@ def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
     ``_has`` over its references. Its cost is a few index probes per resource examined, whatever
     the number of matches: the form for conditions that are not the one driving the query."""
     if isinstance(node, ir.Entry):
-        idx = sql.alias("i")
-        return (f"EXISTS (SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
-                f" {sql.bind(rtype)} AND {idx}.rid = {alias}.id AND {idx}.param ="
-                f" {sql.bind(node.param)} AND {row(node.where, node.type, idx, sql, probe=True)})")
+        idx, rows = _owned(node, rtype, alias, sql)
+        return f"EXISTS ({rows} AND {row(node.where, node.type, idx, sql, probe=True)})"
     if isinstance(node, ir.Missing):
-        idx = sql.alias("i")
-        negate = "NOT " if node.missing else ""
-        return (f"{negate}EXISTS (SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype ="
-                f" {sql.bind(rtype)} AND {idx}.rid = {alias}.id AND {idx}.param ="
-                f" {sql.bind(node.param)})")
+        _, rows = _owned(node, rtype, alias, sql)
+        return f"{'NOT ' if node.missing else ''}EXISTS ({rows})"
     if isinstance(node, ir.Chain):
         idx, target = sql.alias("i"), sql.alias("r")
         return (f"EXISTS (SELECT 1 FROM idx_reference {idx} JOIN resources {target}"
@@ -164,6 +159,14 @@ def correlated(node: ir.Node, rtype: str, alias: str, sql: Sql) -> str:
     if isinstance(node, ir.And | ir.Or | ir.Not):
         return combine(node, lambda item: correlated(item, rtype, alias, sql))
     return where(node, rtype, alias, sql)  # IdIn, TypeIs: no index involved
+
+
+def _owned(node: ir.Entry | ir.Missing, rtype: str, alias: str, sql: Sql) -> tuple[str, str]:
+    """The index rows of ``node``'s parameter that belong to the resource ``alias``: their alias
+    and a ``SELECT 1`` of them (found by the owner key ``rtype, rid, param``)."""
+    idx = sql.alias("i")
+    return idx, (f"SELECT 1 FROM {table(node.type)} {idx} WHERE {idx}.rtype = {sql.bind(rtype)}"
+                 f" AND {idx}.rid = {alias}.id AND {idx}.param = {sql.bind(node.param)}")
 
 
 # -- date ranges ------------------------------------------------------------------------------
