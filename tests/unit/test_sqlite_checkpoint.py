@@ -11,10 +11,10 @@ from fhir_server.store.sqlite import SqliteStore
 from fhir_server.store.sqlite.checkpoint import AUTOCHECKPOINT_PAGES
 
 
-def _write(store: SqliteStore, n: int) -> None:
+def _write(store: SqliteStore, n: int, prefix: str = "b") -> None:
     for i in range(n):
         with store.transaction() as tx:
-            tx.put(NewVersion("Basic", f"b{i}", 1, 1_700_000_000_000_000 + i, "POST",
+            tx.put(NewVersion("Basic", f"{prefix}{i}", 1, 1_700_000_000_000_000 + i, "POST",
                               b'{"resourceType":"Basic","text":"' + b"x" * 2000 + b'"}'), 0)
 
 
@@ -40,9 +40,22 @@ def test_close_stops_the_thread_and_a_later_write_restarts_it(tmp_path: Path) ->
     thread = store._checkpointer._thread
     assert thread is not None and thread.is_alive()
     store.close()
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    assert not thread.is_alive()  # close() waits for it: nothing of SQLite runs at a fork
     with store.transaction() as tx:
         tx.put(NewVersion("Basic", "again", 1, 1_800_000_000_000_000, "POST", b"{}"), 0)
     assert store._checkpointer._thread is not None and store._checkpointer._thread.is_alive()
     store.close()
+
+
+def test_close_waits_for_a_checkpoint_in_progress(tmp_path: Path) -> None:
+    """The master of ``fhir-server serve`` writes, closes the store and forks: by then the
+    checkpoint thread must be gone, or a worker inherits SQLite's lock state mid-checkpoint."""
+    store = SqliteStore(tmp_path / "c.db")
+    store._checkpointer.interval_s = 0.0  # checkpoint as soon as a write is noted
+    for i in range(20):
+        _write(store, 5, prefix=f"r{i}-")
+        thread = store._checkpointer._thread
+        assert thread is not None
+        time.sleep(0.001 * (i % 5))  # close at different points of the thread's work
+        store.close()
+        assert not thread.is_alive()

@@ -58,7 +58,8 @@ class Checkpointer:
             while not stopped.is_set():
                 if not pending.wait(timeout=1.0):
                     continue
-                stopped.wait(self.interval_s)  # let a burst of commits finish first
+                if stopped.wait(self.interval_s):  # let a burst of commits finish first
+                    break  # stopping: no checkpoint (the store's last close does one)
                 pending.clear()
                 if conn is None:
                     conn = sqlite3.connect(self.path, isolation_level=None,
@@ -71,7 +72,18 @@ class Checkpointer:
             if conn is not None:
                 conn.close()
 
-    def stop(self) -> None:
-        """End the thread (promptly: the pending event is set to wake it)."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the thread and wait until it has closed its connection.
+
+        Waiting matters before a fork: ``fhir-server serve`` writes the conformance resources in
+        the gunicorn master, closes the store, then forks the workers. A fork copies SQLite's
+        in-process lock bookkeeping as it is at that instant; if this thread was inside a
+        checkpoint then, a worker inherited a lock that no thread of its own would ever release,
+        waited the whole busy timeout for it and failed to boot ("database is locked", and
+        gunicorn shut the server down). Seen once in about twenty benchmark starts."""
         self._stopped.set()
         self._pending.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() \
+                and self._pid == os.getpid():
+            thread.join(timeout)
