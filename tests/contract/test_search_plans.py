@@ -269,6 +269,26 @@ def test_a_schema_5_database_gets_its_type_counts(app: Flask, store: SqliteStore
         again.close()
 
 
+def test_a_schema_6_database_gets_the_narrower_audit_what_index(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)  # schema 6: every event with a what in the what index
+    conn.execute("DROP INDEX audit_by_what")
+    conn.execute("CREATE INDEX audit_by_what ON audit_log (what_id, what_type)"
+                 " WHERE what_id IS NOT NULL")
+    conn.execute("PRAGMA user_version = 6")
+    conn.commit()
+    conn.close()
+    SqliteStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        sql = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'audit_by_what'").fetchone()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    finally:
+        conn.close()
+    assert "what_id IS patient" in sql[0]
+
+
 def test_the_walk_threshold_grows_with_the_square_root_of_the_type() -> None:
     from fhir_server.store.sqlite.plan import DEFAULT_CAP, walk_threshold
     assert walk_threshold(21, None) == DEFAULT_CAP

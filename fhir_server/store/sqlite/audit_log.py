@@ -13,6 +13,16 @@ grow, so their indexes are appended to): ``id`` (read, unique), ``recorded`` (``
 ``(what_id, what_type)`` ("who touched this resource"); partial, so that rows without the value
 cost nothing. Other conditions (type, subtype, outcome, organisation) filter those rows, or scan.
 
+The two indexes keyed by a reference (``patient`` and ``what``) take their rows in random places
+(every other index is appended to): each costs a page written to the WAL and later to the file for
+nearly every event, most of what an event costs to append. So an event whose ``what`` is its own
+``patient`` (a Patient read, a Patient's history, ``Patient/x/$everything`` for x's own record)
+has no ``what`` entry (:data:`WHAT_INDEXED`): ``entity`` and ``patient``, the parameters that
+have a ``what`` slot, also have the ``patient`` slot, whose entry for such an event is identical
+(``Patient/x``, no version), so every condition on them finds the event through ``patient``. The
+``what`` slot's conditions carry the index's condition (:func:`_slot_present`), without which
+SQLite does not use a partial index.
+
 Searches compile the IR over the columns through the slots of :mod:`fhir_server.store.audit_keys`
 (an ``Entry`` holds when one present slot satisfies it; constants and absent fields are folded
 at compile time, so ``entity=Patient/1`` is ``patient = ?`` OR ``what_type = ? AND what_id = ?``,
@@ -51,6 +61,10 @@ from fhir_server.store.sqlite import index_tables
 
 TABLE = "audit_log"
 COLUMNS = AuditRecord._fields
+#: the rows the ``what`` index holds besides ``what_id IS NOT NULL``: not those whose ``what`` is
+#: their own ``patient`` (``IS``: true or false, never NULL, which would leave a row out)
+WHAT_INDEXED = ("NOT ({a}what_type IS 'Patient' AND {a}what_id IS {a}patient"
+                " AND {a}what_version IS NULL)")
 _TYPES = {"ts": "INTEGER NOT NULL", "recorded": "INTEGER NOT NULL", "query": "BLOB",
           "body": "BLOB", "id": "TEXT NOT NULL", "type": "TEXT NOT NULL",
           "subtype": "TEXT NOT NULL", "action": "TEXT NOT NULL", "outcome": "TEXT NOT NULL",
@@ -68,7 +82,7 @@ SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS audit_by_request ON {TABLE} (request_id)"
     " WHERE request_id IS NOT NULL",
     f"CREATE INDEX IF NOT EXISTS audit_by_what ON {TABLE} (what_id, what_type)"
-    " WHERE what_id IS NOT NULL",
+    f" WHERE what_id IS NOT NULL AND {WHAT_INDEXED.format(a='')}",
 )
 _SELECT = f"SELECT {', '.join('a.' + c for c in COLUMNS)} FROM {TABLE} a"
 _INSERT = (f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"
@@ -314,9 +328,9 @@ def _entry(node: ir.Entry, alias: str, sql: sqlc.Sql) -> str:
     for slot in param.slots:
         cond = _row(node.where, slot, alias, sql)
         if cond is True:
-            terms.append(_present(slot, alias, sql))
+            terms.append(_slot_present(slot, alias, sql))
         elif isinstance(cond, str):
-            terms.append(f"{_present(slot, alias, sql)} AND {cond}")
+            terms.append(f"{_slot_present(slot, alias, sql)} AND {cond}")
     if not terms:
         return "0"
     return "(" + " OR ".join(f"({t})" for t in terms) + ")"
@@ -337,12 +351,22 @@ def _chain(node: ir.Chain, alias: str, sql: sqlc.Sql, negated: bool) -> str:
             sub = (f"SELECT {target}.id FROM resources {target} WHERE {target}.type ="
                    f" {sql.bind(node.target)} AND {target}.alive = 1 AND"
                    f" {sqlc.where(node.query, node.target, target, sql)}")
-        terms.append(f"({_present(slot, alias, sql)} AND {t} = {sql.bind(node.target)}"
+        terms.append(f"({_slot_present(slot, alias, sql)} AND {t} = {sql.bind(node.target)}"
                      f" AND {i} IN ({sub}))")
     if not terms:
         return "0"
     out = "(" + " OR ".join(terms) + ")"
     return f"COALESCE({out}, 0)" if negated else out
+
+
+def _slot_present(slot: Slot, alias: str, sql: sqlc.Sql) -> str:
+    """The rows whose entry for ``slot`` a condition must look at: those where it is present,
+    except, for the ``what`` slot, the rows whose ``what`` is their own ``patient`` (left out of
+    the ``what`` index: their ``patient`` slot has the same entry, see the module docstring)."""
+    present = _present(slot, alias, sql)
+    if slot.present == _WHAT:
+        return f"{present} AND {WHAT_INDEXED.format(a=alias + '.')}"
+    return present
 
 
 def _present(slot: Slot, alias: str, sql: sqlc.Sql) -> str:
@@ -386,6 +410,20 @@ def _compare(spec: Field, op: str, value: ir.Value, alias: str, sql: sqlc.Sql) -
 
 
 _OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_WHAT = ("what_id",)
+_PATIENT = ("patient",)
+
+
+def _what_beside_patient() -> None:
+    """Leaving a row's ``what`` entry out is sound only where its ``patient`` entry stands for it:
+    every parameter with a ``what`` slot has an unconditional ``patient`` slot."""
+    for code, param in PARAMS.items():
+        presents = [(s.present, s.equal) for s in param.slots]
+        if any(p == _WHAT for p, _ in presents) and (_PATIENT, ()) not in presents:
+            raise AssertionError(f"AuditEvent {code!r}: a what slot without the patient slot")
+
+
+_what_beside_patient()
 _MAX_CHAR = "\U0010ffff"
 
 

@@ -5,7 +5,7 @@ there, unlike in a WITHOUT ROWID table where they spill into overflow pages); ``
 small clustered index from (type, id) to the current version's history row.
 """
 
-SCHEMA_VERSION = 6  # PRAGMA user_version
+SCHEMA_VERSION = 7  # PRAGMA user_version
 
 _TYPE_COUNTS = """CREATE TABLE IF NOT EXISTS type_counts (
         type TEXT PRIMARY KEY,
@@ -22,6 +22,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: (_TYPE_COUNTS,
         "INSERT OR REPLACE INTO type_counts (type, n)"
         " SELECT type, count(*) FROM resources WHERE alive = 1 GROUP BY type"),
+    # 7: the audit log's ``what`` index leaves out the events whose ``what`` is their own patient
+    # (audit_log.WHAT_INDEXED); created again by audit_log.SCHEMA
+    6: ("DROP INDEX IF EXISTS audit_by_what",),
 }
 
 STATEMENTS = (
