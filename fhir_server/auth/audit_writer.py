@@ -30,6 +30,7 @@ object's ``close`` so that it flushes the queue, and afterwards the writer never
 from __future__ import annotations
 
 import atexit
+import collections
 import logging
 import os
 import threading
@@ -68,7 +69,9 @@ class AuditWriter:
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
-        self._jobs: list[tuple[Store, Job]] = []
+        # appended by request threads without the lock (deque.append is atomic), drained by the
+        # writer thread under it
+        self._jobs: collections.deque[tuple[Store, Job]] = collections.deque()
         self._retry: list[tuple[Store, list[AuditRecord], int]] = []
         self._busy = False
         self._watched: set[int] = set()  # id() of the stores whose close flushes first
@@ -82,7 +85,18 @@ class AuditWriter:
             self._thread.start()
 
     def submit(self, store: Store, job: Job) -> bool:
-        """Queue ``job``; False (nothing queued) when the backlog is full."""
+        """Queue ``job``; False (nothing queued) when the backlog is full.
+
+        Called for every audited request, so the usual case takes no lock: the writer thread is
+        running, the store is known and open, the backlog is short; then one ``deque.append``."""
+        thread, key = self._thread, id(store)
+        if thread is None or not thread.is_alive() or len(self._jobs) >= self.max_backlog \
+                or key not in self._watched or key in self._closed:
+            return self._submit_checked(store, job)
+        self._jobs.append((store, job))
+        return True
+
+    def _submit_checked(self, store: Store, job: Job) -> bool:
         with self._cond:
             self._ensure_thread()
             if len(self._jobs) >= self.max_backlog:
@@ -134,7 +148,7 @@ class AuditWriter:
             with self._cond:
                 if not self._jobs and not self._retry:
                     self._cond.wait(self.interval)
-                jobs, self._jobs = self._jobs, []
+                jobs = self._take()
                 retry, self._retry = self._retry, []
                 self._busy = bool(jobs or retry)
             if not jobs and not retry:
@@ -150,6 +164,14 @@ class AuditWriter:
             else:
                 backoff = self.interval
                 time.sleep(self.interval)
+
+    def _take(self) -> list[tuple[Store, Job]]:
+        """Everything queued so far (request threads may append meanwhile: those wait for the
+        next round)."""
+        queue, jobs = self._jobs, []
+        for _ in range(len(queue)):
+            jobs.append(queue.popleft())
+        return jobs
 
     def _round(self, jobs: list[tuple[Store, Job]],
                retry: list[tuple[Store, list[AuditRecord], int]]

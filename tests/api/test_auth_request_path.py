@@ -217,3 +217,35 @@ def test_a_forked_child_starts_with_its_own_audit_queue() -> None:
     assert seen == "[0, True, True, 0]"
     assert writer.pending() == 1  # the parent's job is still the parent's
     assert writer.flush(10.0) and writer.pending() == 0
+
+
+def test_concurrent_submits_are_each_run_once() -> None:
+    """Request threads append to the writer's queue without its lock while the writer drains it:
+    every job runs exactly once, none is lost between a drain and an append."""
+    import threading
+
+    writer = AuditWriter(interval=0.001)
+    store = _Store()
+    ran: list[int] = []
+
+    def submitter(base: int) -> None:
+        for i in range(2000):
+            assert writer.submit(store, lambda n=base + i: ran.append(n) or [])  # type: ignore[misc]
+
+    threads = [threading.Thread(target=submitter, args=(k * 10_000,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert writer.flush(10.0)
+    assert sorted(ran) == [k * 10_000 + i for k in range(6) for i in range(2000)]
+    assert writer.pending() == 0
+
+
+def test_a_full_backlog_refuses_on_the_unlocked_path() -> None:
+    writer = AuditWriter(interval=5.0, max_backlog=3)
+    store = _Store()
+    assert writer.submit(store, list) and writer.flush(5.0)  # thread running, store known
+    assert all(writer.submit(store, list) for _ in range(3))  # the thread sleeps its round
+    assert not writer.submit(store, list)
+    assert writer.pending() == 3
