@@ -1,7 +1,8 @@
 """Server CPU per read with OAuth + audit on vs off, under wrk, the two servers alternating.
 
     PYTHONPATH=<source tree> .venv/bin/python bench/auth_cpu.py [--pairs 8] [--duration 6]
-        [--connections 16] [--out bench/results/auth-cpu.json]
+        [--connections 16] [--together] [--max-steal 0.1] [--workers 2] [--threads 4]
+        [--out bench/results/auth-cpu.json]
 
 Issue 6's target is the cost of auth plus audit as a share of read throughput. Throughput under
 wrk is a poor witness on a shared 2-core machine: gthread keeps a connection in the worker that
@@ -20,6 +21,13 @@ for each run the CPU time (user + system) of the server's whole process group (m
 their threads, from /proc) and the requests wrk completed; a run in which one worker got all the
 connections is done again (its CPU per read is inflated: four threads on one GIL). Per pair:
 cost = 1 - off / on of the CPU per read; the median of the pairs is the figure.
+
+``--together``: each pair is one round in which both servers are loaded at once, each by its own
+wrk: whatever else the machine does meanwhile weighs on both alike (the servers then share the
+two cores, so the CPU per read of both is higher than alone; the ratio is what is compared).
+Steal: a run (or round) during which the hypervisor took more than ``--max-steal`` of the
+machine's time (``/proc/stat``) is done again; on a crowded host the CPU a request needs grows
+with the steal, whatever the configuration, and unevenly between runs.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +49,18 @@ import load  # noqa: E402
 import wrk_scripts  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(steal, all) clock ticks of the machine so far (/proc/stat): the share of time the
+    hypervisor gave the vCPUs to someone else."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7], sum(fields[:8])
+
+
+def steal_since(before: tuple[int, int]) -> float:
+    steal, total = machine_ticks()
+    return (steal - before[0]) / max(1, total - before[1])
 
 
 def group_cpu(pgid: int) -> float:
@@ -65,17 +86,61 @@ def run(server: load.Server, job: load.WrkJob, workdir: Path, opts: argparse.Nam
     assert server.proc is not None
     for _ in range(opts.retries):
         load.run_wrk(server.base, job, workdir, 1, opts.connections, 1)  # warm-up
-        before = group_cpu(server.proc.pid)
+        before, ticks = group_cpu(server.proc.pid), machine_ticks()
         result = load.run_wrk(server.base, job, workdir, opts.duration, opts.connections, 1, server)
         cpu = group_cpu(server.proc.pid) - before
+        steal = steal_since(ticks)
         if result["errors"]:
             raise RuntimeError(f"wrk saw errors: {result}")
-        if result["conns_per_worker"] and min(result["conns_per_worker"]) > 0:
+        if result["conns_per_worker"] and min(result["conns_per_worker"]) > 0 \
+                and steal <= opts.max_steal:
             return {"requests": result["requests"], "rps": result["rps"], "cpu_s": cpu,
                     "cpu_us_per_read": cpu / result["requests"] * 1e6,
-                    "conns_per_worker": result["conns_per_worker"]}
-        print(f"  {job.name}: connections {result['conns_per_worker']}, again", file=sys.stderr)
-    raise RuntimeError(f"{opts.retries} runs in a row left a worker without connections")
+                    "conns_per_worker": result["conns_per_worker"], "steal": round(steal, 3)}
+        print(f"  {job.name}: connections {result['conns_per_worker']}, steal {steal:.0%}, again",
+              file=sys.stderr)
+    raise RuntimeError(f"{opts.retries} runs in a row left a worker without connections"
+                       " or had too much steal")
+
+
+def run_together(servers: list[tuple[load.Server, load.WrkJob, Path]],
+                 opts: argparse.Namespace) -> list[dict[str, Any]]:
+    """One measured round of wrk on every server at once (each its own wrk, same duration): what
+    the machine does meanwhile (other work, the hypervisor) weighs on all of them alike."""
+    for _ in range(opts.retries):
+        results: list[dict[str, Any] | None] = [None] * len(servers)
+
+        def go(i: int, duration: float, record: bool, results: list[dict[str, Any] | None]) -> None:
+            srv, job, workdir = servers[i]
+            found = load.run_wrk(srv.base, job, workdir, duration, opts.connections, 1,
+                                 srv if record else None)
+            if record:
+                results[i] = found
+
+        for duration, record in ((1, False), (opts.duration, True)):  # warm-up, then measured
+            before = [group_cpu(srv.proc.pid) for srv, _, _ in servers if srv.proc is not None]
+            ticks = machine_ticks()
+            threads = [threading.Thread(target=go, args=(i, duration, record, results))
+                       for i in range(len(servers))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        cpu = [group_cpu(srv.proc.pid) - b for (srv, _, _), b in zip(servers, before, strict=True)
+               if srv.proc is not None]
+        steal = steal_since(ticks)
+        done = [r for r in results if r is not None]
+        if len(done) != len(servers) or any(r["errors"] for r in done):
+            raise RuntimeError(f"wrk failed or saw errors: {results}")
+        if all(r["conns_per_worker"] and min(r["conns_per_worker"]) > 0 for r in done) \
+                and steal <= opts.max_steal:
+            return [{"requests": r["requests"], "rps": r["rps"], "cpu_s": c,
+                     "cpu_us_per_read": c / r["requests"] * 1e6, "steal": round(steal, 3),
+                     "conns_per_worker": r["conns_per_worker"]} for r, c in zip(done, cpu, strict=True)]
+        print(f"  connections {[r['conns_per_worker'] for r in done]}, steal {steal:.0%}, again",
+              file=sys.stderr)
+    raise RuntimeError(f"{opts.retries} rounds in a row left a worker without connections"
+                       " or had too much steal")
 
 
 def main() -> None:
@@ -84,7 +149,14 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=6)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--pool", type=int, default=1000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--together", action="store_true",
+                    help="each round: wrk on both servers at once (not one after the other)")
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--retries", type=int, default=8, help="runs tried to get both workers busy")
+    ap.add_argument("--max-steal", type=float, default=0.1,
+                    help="a run during which the hypervisor took more than this share of the"
+                         " machine's time (/proc/stat steal) is done again")
     ap.add_argument("--out", type=Path, default=load.ROOT / "bench" / "results" / "auth-cpu.json")
     opts = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="auth-cpu-"))
@@ -92,8 +164,8 @@ def main() -> None:
     off_dir.mkdir()
     on_dir.mkdir()
     key = load.register_client(on_dir, "bench-hospital", "hospital")
-    off = load.Server("ours", "gthread", 2, 4, off_dir)
-    on = load.Server("ours", "gthread", 2, 4, on_dir, auth=True)
+    off = load.Server("ours", "gthread", opts.workers, opts.threads, off_dir)
+    on = load.Server("ours", "gthread", opts.workers, opts.threads, on_dir, auth=True)
     pairs: list[dict[str, Any]] = []
     with load.running(off) as off_srv, load.running(on) as on_srv:
         off_ids, _ = load.create_pool(off_srv.port, opts.pool)
@@ -108,20 +180,26 @@ def main() -> None:
         for i in range(opts.pairs):
             order = [("off", off_srv, off_job, off_dir), ("on", on_srv, on_job, on_dir)]
             found: dict[str, Any] = {}
-            for name, srv, job, workdir in order if i % 2 == 0 else order[::-1]:
-                found[name] = run(srv, job, workdir, opts)
+            if opts.together:
+                found["off"], found["on"] = run_together(
+                    [(off_srv, off_job, off_dir), (on_srv, on_job, on_dir)], opts)
+            else:
+                for name, srv, job, workdir in order if i % 2 == 0 else order[::-1]:
+                    found[name] = run(srv, job, workdir, opts)
             found["cost"] = 1 - found["off"]["cpu_us_per_read"] / found["on"]["cpu_us_per_read"]
             pairs.append(found)
             print(f"pair {i + 1}: off {found['off']['cpu_us_per_read']:.0f} µs/read "
                   f"({found['off']['rps']:.0f} req/s, conns {found['off']['conns_per_worker']}), "
                   f"on {found['on']['cpu_us_per_read']:.0f} µs/read ({found['on']['rps']:.0f} req/s,"
-                  f" conns {found['on']['conns_per_worker']}): cost {found['cost']:.1%}",
+                  f" conns {found['on']['conns_per_worker']}): cost {found['cost']:.1%}"
+                  f" (steal {found['off']['steal']:.0%} / {found['on']['steal']:.0%})",
                   file=sys.stderr, flush=True)
     summary = {
         "cost_median": statistics.median(p["cost"] for p in pairs),
         "cost_runs": sorted(round(p["cost"], 3) for p in pairs),
         "cpu_us_per_read_off_median": statistics.median(p["off"]["cpu_us_per_read"] for p in pairs),
         "cpu_us_per_read_on_median": statistics.median(p["on"]["cpu_us_per_read"] for p in pairs),
+        "steal_max": max(max(p["off"]["steal"], p["on"]["steal"]) for p in pairs),
     }
     print(json.dumps(summary, indent=1))
     opts.out.parent.mkdir(parents=True, exist_ok=True)
