@@ -95,6 +95,7 @@ class Server:
     workdir: Path
     access_log: bool = False
     auth: bool = False
+    pythonpath: str | None = None  # another source tree for this server (A/B comparisons)
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -107,6 +108,8 @@ class Server:
         # what enforcement costs is measured by bench/profile_bench.py
         env = dict(os.environ, FHIR_ACCESS_LOG="1" if self.access_log else "0",
                    FHIR_AUTH="on" if self.auth else "off", FHIR_ENFORCE_PROFILES="off")
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = self.pythonpath
         if self.kind == "ours":
             db = self.workdir / "fhir.db"
             cmd = [str(VENV_BIN / "fhir-server"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -233,21 +236,25 @@ def server_read_ms(port: int, ids: list[str], n: int, token: str | None = None) 
 
 
 # -- OAuth clients (the CLI, as an operator would) -------------------------------------------------
-def cli(*args: str) -> str:
+def cli(*args: str, pythonpath: str | None = None) -> str:
+    env = None if pythonpath is None else dict(os.environ, PYTHONPATH=pythonpath)
     result = subprocess.run([str(VENV_BIN / "fhir-server"), *args], capture_output=True, text=True,
-                            check=False, timeout=120)
+                            check=False, timeout=120, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"fhir-server {' '.join(args)}: {result.stderr}")
     return result.stdout
 
 
-def register_client(workdir: Path, client_id: str, role: str) -> Path:
-    """Register ``client_id`` in the scenario's database before the server starts; its key file."""
+def register_client(workdir: Path, client_id: str, role: str,
+                    pythonpath: str | None = None) -> Path:
+    """Register ``client_id`` in the scenario's database before the server starts; its key file.
+    ``pythonpath``: the source tree of the server that will use the database."""
     keys = workdir / "keys"
-    cli("keys", "generate", "--out", str(keys), "--client-id", client_id, "--alg", "ES384")
+    cli("keys", "generate", "--out", str(keys), "--client-id", client_id, "--alg", "ES384",
+        pythonpath=pythonpath)
     cli("clients", "add", "--client-id", client_id, "--role", role, "--organization",
         f"Organization/{client_id}", "--jwks", str(keys / f"{client_id}.jwks.json"),
-        "--store", f"sqlite:///{workdir / 'fhir.db'}")
+        "--store", f"sqlite:///{workdir / 'fhir.db'}", pythonpath=pythonpath)
     return keys / f"{client_id}.key.pem"
 
 
