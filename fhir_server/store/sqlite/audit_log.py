@@ -410,6 +410,7 @@ def _compare(spec: Field, op: str, value: ir.Value, alias: str, sql: sqlc.Sql) -
 
 
 _OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+_MAX_CHAR = "\U0010ffff"
 _WHAT = ("what_id",)
 _PATIENT = ("patient",)
 
@@ -424,7 +425,6 @@ def _what_beside_patient() -> None:
 
 
 _what_beside_patient()
-_MAX_CHAR = "\U0010ffff"
 
 
 def _row(node: ir.Node, slot: Slot, alias: str, sql: sqlc.Sql) -> Row:
