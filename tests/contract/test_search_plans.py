@@ -218,23 +218,31 @@ def _matches(node: ir.Node, low: int, high: int) -> bool:
     raise TypeError(node)
 
 
-def test_a_schema_4_database_is_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def _migrated(path: Path, version: int, statements: tuple[str, ...]) -> dict[str, str]:
+    """Make a new database look like schema ``version`` (``statements``), open it with this
+    version (which migrates it), and return its indexes' SQL by name."""
     SqliteStore(path).close()
-    conn = sqlite3.connect(path)  # make it look like schema 4: the old date index, version 4
-    conn.execute("DROP INDEX idx_date_span")
-    conn.execute("CREATE INDEX idx_date_value ON idx_date (rtype, param, low, high)")
-    conn.execute("PRAGMA user_version = 4")
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.commit()
     conn.close()
     SqliteStore(path).close()
     conn = sqlite3.connect(path)
     try:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        return {r[0]: r[1] or "" for r in conn.execute(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'index'")}
     finally:
         conn.close()
-    assert "idx_date_span" in names and "idx_date_value" not in names
+
+
+def test_a_schema_4_database_is_migrated(tmp_path: Path) -> None:
+    indexes = _migrated(tmp_path / "old.db", 4, (  # schema 4: the old date index
+        "DROP INDEX idx_date_span",
+        "CREATE INDEX idx_date_value ON idx_date (rtype, param, low, high)"))
+    assert "idx_date_span" in indexes and "idx_date_value" not in indexes
 
 
 def test_type_counts_follow_creates_deletes_and_recreates(app: Flask, store: SqliteStore) -> None:
@@ -270,23 +278,11 @@ def test_a_schema_5_database_gets_its_type_counts(app: Flask, store: SqliteStore
 
 
 def test_a_schema_6_database_gets_the_narrower_audit_what_index(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    SqliteStore(path).close()
-    conn = sqlite3.connect(path)  # schema 6: every event with a what in the what index
-    conn.execute("DROP INDEX audit_by_what")
-    conn.execute("CREATE INDEX audit_by_what ON audit_log (what_id, what_type)"
-                 " WHERE what_id IS NOT NULL")
-    conn.execute("PRAGMA user_version = 6")
-    conn.commit()
-    conn.close()
-    SqliteStore(path).close()
-    conn = sqlite3.connect(path)
-    try:
-        sql = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'audit_by_what'").fetchone()
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
-    finally:
-        conn.close()
-    assert "what_id IS patient" in sql[0]
+    assert SCHEMA_VERSION == 7
+    indexes = _migrated(tmp_path / "old.db", 6, (  # schema 6: every event with a what in it
+        "DROP INDEX audit_by_what",
+        "CREATE INDEX audit_by_what ON audit_log (what_id, what_type) WHERE what_id IS NOT NULL"))
+    assert "what_id IS patient" in indexes["audit_by_what"]
 
 
 def test_the_walk_threshold_grows_with_the_square_root_of_the_type() -> None:
