@@ -76,21 +76,35 @@ def test_concurrent_conditional_creates_make_one_patient(store_factory: StoreFac
     barrier = threading.Barrier(6, timeout=300)
     lock = threading.Lock()
     setup: list[tuple[float, float]] = []  # seconds to open and start the store, to build the app
+    building = threading.Lock()
 
     def hospital() -> None:
-        started = time.perf_counter()
-        store = store_factory()  # its own connection, like another worker process
-        store.ping()  # connects: a MongoDB store's start-up runs here, not in the race below
-        opened = time.perf_counter()
-        client = _app(store, tmp_path)
-        setup.append((round(opened - started, 3), round(time.perf_counter() - opened, 3)))
-        barrier.wait()
-        response = client.post("/fhir/Patient", json=_patient(), headers={
-            **HEADERS, "If-None-Exist": f"identifier={EHC}|{CARD}"})
-        with lock:
-            statuses.append(response.status_code)
-            ids.append(response.get_json().get("id") or str(response.get_json()))
-        store.close()
+        store = None
+        try:
+            started = time.perf_counter()
+            store = store_factory()  # its own connection, like another worker process
+            store.ping()  # connects: a MongoDB store's start-up runs here, not in the race below
+            opened = time.perf_counter()
+            # one app at a time: Flask compiles its URL rules with ast.parse, which CPython 3.11
+            # does not allow in two threads at once ("SystemError: AST constructor recursion
+            # depth mismatch"; gunicorn builds each worker's app in its own process)
+            with building:
+                client = _app(store, tmp_path)
+            setup.append((round(opened - started, 3), round(time.perf_counter() - opened, 3)))
+        except BaseException:
+            barrier.abort()  # the others fail at once instead of waiting out the timeout
+            if store is not None:
+                store.close()
+            raise
+        try:
+            barrier.wait()
+            response = client.post("/fhir/Patient", json=_patient(), headers={
+                **HEADERS, "If-None-Exist": f"identifier={EHC}|{CARD}"})
+            with lock:
+                statuses.append(response.status_code)
+                ids.append(response.get_json().get("id") or str(response.get_json()))
+        finally:
+            store.close()
 
     threads = [threading.Thread(target=hospital) for _ in range(6)]
     for t in threads:
