@@ -1,7 +1,7 @@
 """Two versions of the server's auth + audit, compared by CPU per read under wrk.
 
     .venv/bin/python bench/auth_ab.py --a <source tree A> --b <source tree B> [--rounds 12]
-        [--duration 5] [--max-steal 0.1] [--out bench/results/auth-ab.json]
+        [--duration 5] [--min-conns 2] [--max-steal 0.1] [--out bench/results/auth-ab.json]
 
 Three servers run at once, as ``bench/auth_cpu.py`` starts them: ``FHIR_AUTH=off`` (tree A), and
 ``FHIR_AUTH=on`` with a hospital token, one from tree A and one from tree B (``git archive`` of
@@ -30,7 +30,6 @@ sys.path.insert(0, str(HERE))
 
 import auth_cpu  # noqa: E402
 import load  # noqa: E402
-import wrk_scripts  # noqa: E402
 
 NAMES = ("off", "on A", "on B")
 
@@ -42,11 +41,7 @@ def main() -> None:
     ap.add_argument("--b", required=True, help="source tree B")
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--duration", type=float, default=5)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--pool", type=int, default=1000)
-    ap.add_argument("--retries", type=int, default=30)
-    ap.add_argument("--min-conns", type=int, default=4)
-    ap.add_argument("--max-steal", type=float, default=0.1)
+    auth_cpu.add_run_options(ap)
     ap.add_argument("--out", type=Path, default=load.ROOT / "bench" / "results" / "auth-ab.json")
     opts = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="auth-ab-"))
@@ -62,19 +57,8 @@ def main() -> None:
     with load.running(servers["off"]) as off, load.running(servers["on A"]) as on_a, \
             load.running(servers["on B"]) as on_b:
         running = {"off": off, "on A": on_a, "on B": on_b}
-        ids, _ = load.create_pool(off.port, opts.pool)
-        jobs = {"off": load.WrkJob("off", wrk_scripts.RANDOM_GET, "/",
-                                   [load.write_ids(dirs["off"], ids), "/fhir/Patient/", ""])}
-        for name in NAMES[1:]:
-            srv, key = running[name], keys[name]
-            token = load.fetch_token(srv.base, "bench-hospital", key, "system/Patient.cruds")
-            ids_file = load.write_ids(dirs[name], load.create_pool(srv.port, opts.pool,
-                                                                   token=token)[0])
-            jobs[name] = load.WrkJob(name.replace(" ", "-"), wrk_scripts.RANDOM_GET, "/", [],
-                                     refresh=lambda f=ids_file, s=srv, k=key: [
-                                         f, "/fhir/Patient/", "",
-                                         load.fetch_token(s.base, "bench-hospital", k,
-                                                          "system/Patient.rs")])
+        jobs = {name: auth_cpu.read_job(running[name], dirs[name], opts.pool, keys.get(name),
+                                        name=name.replace(" ", "-")) for name in NAMES}
         for i in range(opts.rounds):
             order = NAMES[i % 3:] + NAMES[:i % 3]
             found = {n: auth_cpu.run(running[n], jobs[n], dirs[n], opts) for n in order}

@@ -1,7 +1,8 @@
 """Server CPU per read with OAuth + audit on vs off, under wrk, the two servers alternating.
 
     PYTHONPATH=<source tree> .venv/bin/python bench/auth_cpu.py [--pairs 8] [--duration 6]
-        [--connections 16] [--together] [--max-steal 0.1] [--workers 2] [--threads 4]
+        [--connections 16] [--together] [--min-conns 2] [--max-steal 0.1] [--workers 2]
+        [--threads 4]
         [--out bench/results/auth-cpu.json]
 
 Issue 6's target is the cost of auth plus audit as a share of read throughput. Throughput under
@@ -19,10 +20,10 @@ and the read's AuditEvent, written by the audit writer thread). Then ``--pairs``
 (``--duration`` s, after a 1 s warm-up) on one, then on the other, alternating which goes first;
 for each run the CPU time (user + system) of the server's whole process group (master, workers and
 their threads, from /proc) and the requests wrk completed; a run in which a worker held fewer than
-``--min-conns`` (4) of the 16 connections is done again: the other worker's four threads then
-serve 13 to 16 connections on one GIL, and its CPU per read grows by up to twice (a [15, 1] run is
-nearly a [16, 0] one). Per pair: cost = 1 - off / on of the CPU per read; the median of the pairs
-is the figure.
+``--min-conns`` (2) of the 16 connections is done again: the other worker's four threads then
+serve 15 or 16 connections on one GIL, and its CPU per read grows by up to twice (a [15, 1] run is
+nearly a [16, 0] one; 4 is stricter, and on a busy machine takes several tries per run). Per
+pair: cost = 1 - off / on of the CPU per read; the median of the pairs is the figure.
 
 ``--together``: each pair is one round in which both servers are loaded at once, each by its own
 wrk: whatever else the machine does meanwhile weighs on both alike (the servers then share the
@@ -65,6 +66,18 @@ def steal_since(before: tuple[int, int]) -> float:
     return (steal - before[0]) / max(1, total - before[1])
 
 
+def accepted(conns: list[int] | None, steal: float, opts: argparse.Namespace) -> bool:
+    """Whether a run counts: every worker held ``--min-conns`` connections, the hypervisor took
+    at most ``--max-steal`` of the machine."""
+    return bool(conns) and min(conns or [0]) >= opts.min_conns and steal <= opts.max_steal
+
+
+def measured(result: dict[str, Any], cpu: float, steal: float) -> dict[str, Any]:
+    return {"requests": result["requests"], "rps": result["rps"], "cpu_s": cpu,
+            "cpu_us_per_read": cpu / result["requests"] * 1e6, "steal": round(steal, 3),
+            "conns_per_worker": result["conns_per_worker"]}
+
+
 def group_cpu(pgid: int) -> float:
     """CPU seconds (user + system) of every live process of process group ``pgid``."""
     total = 0
@@ -94,15 +107,17 @@ def run(server: load.Server, job: load.WrkJob, workdir: Path, opts: argparse.Nam
         steal = steal_since(ticks)
         if result["errors"]:
             raise RuntimeError(f"wrk saw errors: {result}")
-        if result["conns_per_worker"] and min(result["conns_per_worker"]) >= opts.min_conns \
-                and steal <= opts.max_steal:
-            return {"requests": result["requests"], "rps": result["rps"], "cpu_s": cpu,
-                    "cpu_us_per_read": cpu / result["requests"] * 1e6,
-                    "conns_per_worker": result["conns_per_worker"], "steal": round(steal, 3)}
+        if accepted(result["conns_per_worker"], steal, opts):
+            return measured(result, cpu, steal)
         print(f"  {job.name}: connections {result['conns_per_worker']}, steal {steal:.0%}, again",
               file=sys.stderr)
     raise RuntimeError(f"{opts.retries} runs in a row left a worker with too few connections"
                        " or had too much steal")
+
+
+def _pid(server: load.Server) -> int:
+    assert server.proc is not None
+    return server.proc.pid
 
 
 def run_together(servers: list[tuple[load.Server, load.WrkJob, Path]],
@@ -120,7 +135,7 @@ def run_together(servers: list[tuple[load.Server, load.WrkJob, Path]],
                 results[i] = found
 
         for duration, record in ((1, False), (opts.duration, True)):  # warm-up, then measured
-            before = [group_cpu(srv.proc.pid) for srv, _, _ in servers if srv.proc is not None]
+            before = [group_cpu(_pid(srv)) for srv, _, _ in servers]
             ticks = machine_ticks()
             threads = [threading.Thread(target=go, args=(i, duration, record, results))
                        for i in range(len(servers))]
@@ -128,39 +143,56 @@ def run_together(servers: list[tuple[load.Server, load.WrkJob, Path]],
                 t.start()
             for t in threads:
                 t.join()
-        cpu = [group_cpu(srv.proc.pid) - b for (srv, _, _), b in zip(servers, before, strict=True)
-               if srv.proc is not None]
+        cpu = [group_cpu(_pid(srv)) - b for (srv, _, _), b in zip(servers, before, strict=True)]
         steal = steal_since(ticks)
         done = [r for r in results if r is not None]
         if len(done) != len(servers) or any(r["errors"] for r in done):
             raise RuntimeError(f"wrk failed or saw errors: {results}")
-        if all(r["conns_per_worker"] and min(r["conns_per_worker"]) >= opts.min_conns
-               for r in done) and steal <= opts.max_steal:
-            return [{"requests": r["requests"], "rps": r["rps"], "cpu_s": c,
-                     "cpu_us_per_read": c / r["requests"] * 1e6, "steal": round(steal, 3),
-                     "conns_per_worker": r["conns_per_worker"]} for r, c in zip(done, cpu, strict=True)]
+        if all(accepted(r["conns_per_worker"], steal, opts) for r in done):
+            return [measured(r, c, steal) for r, c in zip(done, cpu, strict=True)]
         print(f"  connections {[r['conns_per_worker'] for r in done]}, steal {steal:.0%}, again",
               file=sys.stderr)
     raise RuntimeError(f"{opts.retries} rounds in a row left a worker with too few connections"
                        " or had too much steal")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pairs", type=int, default=8)
-    ap.add_argument("--duration", type=float, default=6)
+def add_run_options(ap: argparse.ArgumentParser) -> None:
+    """The options of a measured run (:func:`run`), shared with ``auth_ab.py``."""
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--pool", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--together", action="store_true",
-                    help="each round: wrk on both servers at once (not one after the other)")
-    ap.add_argument("--threads", type=int, default=4)
-    ap.add_argument("--retries", type=int, default=30, help="runs tried to get both workers busy")
-    ap.add_argument("--min-conns", type=int, default=4,
+    ap.add_argument("--retries", type=int, default=30, help="runs tried to get an accepted one")
+    ap.add_argument("--min-conns", type=int, default=2,
                     help="a run in which a worker held fewer of wrk's connections is done again")
     ap.add_argument("--max-steal", type=float, default=0.1,
                     help="a run during which the hypervisor took more than this share of the"
                          " machine's time (/proc/stat steal) is done again")
+
+
+def read_job(server: load.Server, workdir: Path, pool: int, key: Path | None = None,
+             name: str = "read") -> load.WrkJob:
+    """Create ``pool`` Patients on ``server`` and the wrk job reading them at random; with
+    ``key``, as the registered ``bench-hospital`` client (a fresh token for every run)."""
+    if key is None:
+        ids, _ = load.create_pool(server.port, pool)
+        return load.WrkJob(name, wrk_scripts.RANDOM_GET, "/",
+                           [load.write_ids(workdir, ids), "/fhir/Patient/", ""])
+    ids, _ = load.create_pool(server.port, pool, token=load.fetch_token(
+        server.base, "bench-hospital", key, "system/Patient.cruds"))
+    ids_file = load.write_ids(workdir, ids)
+    return load.WrkJob(name, wrk_scripts.RANDOM_GET, "/", [], refresh=lambda: [
+        ids_file, "/fhir/Patient/", "",
+        load.fetch_token(server.base, "bench-hospital", key, "system/Patient.rs")])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--duration", type=float, default=6)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--together", action="store_true",
+                    help="each round: wrk on both servers at once (not one after the other)")
+    add_run_options(ap)
     ap.add_argument("--out", type=Path, default=load.ROOT / "bench" / "results" / "auth-cpu.json")
     opts = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="auth-cpu-"))
@@ -172,15 +204,8 @@ def main() -> None:
     on = load.Server("ours", "gthread", opts.workers, opts.threads, on_dir, auth=True)
     pairs: list[dict[str, Any]] = []
     with load.running(off) as off_srv, load.running(on) as on_srv:
-        off_ids, _ = load.create_pool(off_srv.port, opts.pool)
-        on_ids, _ = load.create_pool(on_srv.port, opts.pool, token=load.fetch_token(
-            on_srv.base, "bench-hospital", key, "system/Patient.cruds"))
-        off_job = load.WrkJob("off", wrk_scripts.RANDOM_GET, "/",
-                              [load.write_ids(off_dir, off_ids), "/fhir/Patient/", ""])
-        on_file = load.write_ids(on_dir, on_ids)
-        on_job = load.WrkJob("on", wrk_scripts.RANDOM_GET, "/", [], refresh=lambda: [
-            on_file, "/fhir/Patient/", "",
-            load.fetch_token(on_srv.base, "bench-hospital", key, "system/Patient.rs")])
+        off_job = read_job(off_srv, off_dir, opts.pool, name="off")
+        on_job = read_job(on_srv, on_dir, opts.pool, key, name="on")
         for i in range(opts.pairs):
             order = [("off", off_srv, off_job, off_dir), ("on", on_srv, on_job, on_dir)]
             found: dict[str, Any] = {}
