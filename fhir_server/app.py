@@ -14,6 +14,7 @@ from fhir_server.api import (
     terminology_views,
     validate_views,
 )
+from fhir_server.auth import audit_writer
 from fhir_server.config import Settings
 from fhir_server.fhir import structure
 from fhir_server.interactions.context import Services
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.strict_slashes = False
     app.extensions["fhir"] = Services(settings, store or open_store(settings))
+    audit_writer.writer().interval = settings.audit_interval_ms / 1000  # one writer per process
     observability.register(app)
     errors.register(app)
     app.register_blueprint(observability.health)

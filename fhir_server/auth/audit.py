@@ -9,8 +9,9 @@ audited, denials included (401, 403, the 404 of an instance outside the client's
 * **everything else** (reads, searches, history, operations, Bundles, writes that wrote nothing,
   and every failure): after the response is built, before it is sent, :func:`after_request`
   queues a job for the per-process background writer (:mod:`fhir_server.auth.audit_writer`), which
-  writes the events in one transaction every ~100 ms. **A read audit can be lost if the process is
-  killed within that window**; write audits cannot. If the backlog is full the request gets 503.
+  writes the events in one transaction every ``FHIR_AUDIT_INTERVAL_MS`` (1 s by default). **A
+  read audit can be lost if the process is killed within that window**; write audits cannot. If
+  the backlog is full the request gets 503.
 
 Events follow BALP (:mod:`fhir_server.auth.audit_events`): one per Patient the response concerns
 (the Patients of every resource returned, and the Patient named in the URL), the client by its

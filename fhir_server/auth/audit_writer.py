@@ -2,14 +2,19 @@
 
 Reads and searches write nothing, so their AuditEvents are not in a data transaction: the request
 thread queues a small job after the response is built (before it is sent), and one thread per
-process builds the events and writes every job of a round (about :data:`INTERVAL` seconds) in ONE
-store transaction per store. A read then costs the request a few microseconds, and the store one
-transaction per round rather than one per read.
+process builds the events and writes every job of a round (every :attr:`AuditWriter.interval`
+seconds: ``FHIR_AUDIT_INTERVAL_MS``, default 1 s) in ONE store transaction per store. A read then
+costs the request a few microseconds, and the store one transaction per round rather than one per
+read. Rounds are spaced rather than back to back because every commit to the SQLite file makes
+every other connection of every process drop its page cache and memory map, and each round writes
+about one page per event to the patient index (docs/PERFORMANCE.md, sixth session: 0.1 s rounds
+cost the server ~25 % more CPU per read than 1 s rounds).
 
-What this trades: a read audit sits in memory for up to ~100 ms. If the process is killed in that
-window (SIGKILL, a crash, the OOM killer) those audits are lost; a graceful stop (SIGTERM to a
-gunicorn worker, interpreter exit) flushes them. Write audits never wait here: they are written in
-the data's own transaction (:mod:`fhir_server.auth.audit_store`).
+What this trades: a read audit sits in memory for up to about one interval. If the process is
+killed in that window (SIGKILL, a crash, the OOM killer, power loss) those audits are lost; a
+graceful stop (SIGTERM to a gunicorn worker, interpreter exit) flushes them, and so does
+:meth:`AuditWriter.flush` (it starts the next round at once). Write audits never wait here: they
+are written in the data's own transaction (:mod:`fhir_server.auth.audit_store`).
 
 Fail closed: if the store refuses the audits, the round is retried (with back-off) and jobs pile
 up; past :data:`MAX_BACKLOG` queued jobs :meth:`AuditWriter.submit` returns False and the request
@@ -46,10 +51,11 @@ from fhir_server.store import Store, VersionConflict
 
 log = logging.getLogger("fhir_server.audit")
 
-INTERVAL = 0.1  # seconds between rounds
+INTERVAL = 1.0  # seconds between rounds (Settings.audit_interval_ms sets the process's writer)
 MAX_BACKLOG = 20_000  # queued jobs before requests are refused
-MAX_ATTEMPTS = 40  # failed writes of one round before it is dropped (back-off up to 2 s)
+MAX_ATTEMPTS = 40  # failed writes of one round before it is dropped (back-off 0.1 s doubling to 2 s)
 EXCLUSIVE_WAIT = 1.0  # seconds the writer waits for requests' write transactions to end
+_FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 2.0
 _CONFLICT_RETRIES = 12
 
@@ -74,6 +80,7 @@ class AuditWriter:
         self._jobs: collections.deque[tuple[Store, Job]] = collections.deque()
         self._retry: list[tuple[Store, list[AuditRecord], int]] = []
         self._busy = False
+        self._flushing = 0  # flush() calls waiting
         self._watched: set[int] = set()  # id() of the stores whose close flushes first
         self._closed: set[int] = set()
         self._thread: threading.Thread | None = None
@@ -129,12 +136,16 @@ class AuditWriter:
         with self._cond:
             if self._pid != os.getpid():
                 return True
-            self._cond.notify_all()
-            while self._jobs or self._retry or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, self.interval))
+            self._flushing += 1  # the writer starts its next round now rather than at its pace
+            try:
+                self._cond.notify_all()
+                while self._jobs or self._retry or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(min(left, self.interval))
+            finally:
+                self._flushing -= 1
         return True
 
     def pending(self) -> int:
@@ -143,27 +154,34 @@ class AuditWriter:
 
     # -- the writer thread ------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = self.interval
+        backoff = _FIRST_BACKOFF
+        due = 0.0  # time.monotonic() before which no round starts (the pace, or a failure's back-off)
+        failing = False
         while True:
             with self._cond:
-                if not self._jobs and not self._retry:
-                    self._cond.wait(self.interval)
+                while True:
+                    pending = bool(self._jobs or self._retry)
+                    wait = due - time.monotonic()
+                    # a flush() waiting cuts the pace short, never a failure's back-off
+                    if pending and (wait <= 0 or (self._flushing and not failing)):
+                        break
+                    # request threads queue without notifying: an idle writer looks every interval
+                    self._cond.wait(wait if pending else self.interval)
                 jobs = self._take()
                 retry, self._retry = self._retry, []
-                self._busy = bool(jobs or retry)
-            if not jobs and not retry:
-                continue
+                self._busy = True
             failed = self._round(jobs, retry)
             with self._cond:
                 self._retry = failed + self._retry
                 self._busy = False
                 self._cond.notify_all()
+            failing = bool(failed)
             if failed:
-                time.sleep(backoff)
+                due = time.monotonic() + backoff
                 backoff = min(backoff * 2, _MAX_BACKOFF)
             else:
-                backoff = self.interval
-                time.sleep(self.interval)
+                backoff = _FIRST_BACKOFF
+                due = time.monotonic() + self.interval
 
     def _take(self) -> list[tuple[Store, Job]]:
         """Everything queued so far (request threads may append meanwhile: those wait for the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,3 +250,70 @@ def test_a_full_backlog_refuses_on_the_unlocked_path() -> None:
     assert all(writer.submit(store, list) for _ in range(3))  # the thread sleeps its round
     assert not writer.submit(store, list)
     assert writer.pending() == 3
+
+
+def test_a_flush_starts_the_next_round_at_once() -> None:
+    """Rounds are spaced ``interval`` apart (one commit per interval), but a flush (a graceful
+    stop, a closing store, a test) does not wait for the pace."""
+    import threading
+
+    writer = AuditWriter(interval=30.0)
+    store = _Store()
+    assert writer.submit(store, list) and writer.flush(5.0)  # the first round: at once
+    ran = threading.Event()
+    assert writer.submit(store, lambda: ran.set() or [])  # type: ignore[func-returns-value]
+    assert not ran.wait(0.3)  # the writer keeps its pace: the job waits for the next round
+    assert writer.pending() == 1
+    assert writer.flush(5.0)  # ...unless a flush asks for it (30 s before otherwise)
+    assert ran.is_set() and writer.pending() == 0
+
+
+def test_a_flush_does_not_cut_a_failing_rounds_back_off_short() -> None:
+    """When the store refuses the audits the round is retried after a back-off, which flushes
+    waiting do not shorten (they would hammer a failing store)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from fhir_server.auth import audit_writer
+
+    written: list[Any] = []
+
+    class _Failing(_Store):
+        attempts = 0
+        refuse = True
+
+        def transaction(self) -> Any:
+            _Failing.attempts += 1
+            if _Failing.refuse:
+                raise RuntimeError("the store refuses (expected by this test)")
+            return contextlib.nullcontext(SimpleNamespace(append_audit=written.extend))
+
+    writer = AuditWriter(interval=30.0)
+    store = _Failing()
+    assert writer.submit(store, lambda: ["event"])  # type: ignore[list-item]
+    assert not writer.flush(0.35)  # still retrying
+    # the first attempt at once, then back-offs of 0.1 and 0.2 s: at most 3 attempts in 0.35 s
+    assert audit_writer._FIRST_BACKOFF == 0.1
+    assert 1 <= _Failing.attempts <= 3
+    assert writer.pending() == 1
+    _Failing.refuse = False
+    assert writer.flush(10.0)  # the store is back: the round is written at its next attempt
+    assert written == ["event"]
+
+
+def test_the_audit_interval_is_a_setting(tmp_path: Path) -> None:
+    from fhir_server.auth.audit_writer import writer
+
+    url = f"sqlite:///{tmp_path / 'fhir.db'}"
+    assert Settings.from_env({"FHIR_STORE": url}).audit_interval_ms == 1000
+    settings = Settings.from_env({"FHIR_STORE": url, "FHIR_AUDIT_INTERVAL_MS": "250"})
+    before = writer().interval
+    app = create_app(settings)
+    try:
+        assert writer().interval == 0.25
+    finally:
+        writer().interval = before
+        app.extensions["fhir"].store.close()
+    for bad in ("0", "10001", "-5"):
+        with pytest.raises(ValueError, match="FHIR_AUDIT_INTERVAL_MS"):
+            Settings.from_env({"FHIR_STORE": url, "FHIR_AUDIT_INTERVAL_MS": bad})
