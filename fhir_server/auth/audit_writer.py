@@ -7,8 +7,8 @@ seconds: ``FHIR_AUDIT_INTERVAL_MS``, default 1 s) in ONE store transaction per s
 costs the request a few microseconds, and the store one transaction per round rather than one per
 read. Rounds are spaced rather than back to back because every commit to the SQLite file makes
 every other connection of every process drop its page cache and memory map, and each round writes
-about one page per event to the patient index (docs/PERFORMANCE.md, sixth session: 0.1 s rounds
-cost the server ~25 % more CPU per read than 1 s rounds).
+about one page per event to the patient index (docs/PERFORMANCE.md, sixth session: with 0.1 s
+rounds the server spent ~20 % more CPU per read with auth on than with 1 s rounds).
 
 What this trades: a read audit sits in memory for up to about one interval. If the process is
 killed in that window (SIGKILL, a crash, the OOM killer, power loss) those audits are lost; a
