@@ -46,12 +46,13 @@ from contextlib import AbstractContextManager, contextmanager
 from functools import partial
 from typing import Any
 
+from fhir_server.config import Settings
 from fhir_server.fhir.audit_record import AuditRecord
 from fhir_server.store import Store, VersionConflict
 
 log = logging.getLogger("fhir_server.audit")
 
-INTERVAL = 1.0  # seconds between rounds (Settings.audit_interval_ms sets the process's writer)
+INTERVAL = Settings.audit_interval_ms / 1000  # seconds between rounds: the setting's default
 MAX_BACKLOG = 20_000  # queued jobs before requests are refused
 MAX_ATTEMPTS = 40  # failed writes of one round before it is dropped (back-off 0.1 s doubling to 2 s)
 EXCLUSIVE_WAIT = 1.0  # seconds the writer waits for requests' write transactions to end
@@ -156,14 +157,14 @@ class AuditWriter:
     def _run(self) -> None:
         backoff = _FIRST_BACKOFF
         due = 0.0  # time.monotonic() before which no round starts (the pace, or a failure's back-off)
-        failing = False
         while True:
             with self._cond:
                 while True:
                     pending = bool(self._jobs or self._retry)
                     wait = due - time.monotonic()
-                    # a flush() waiting cuts the pace short, never a failure's back-off
-                    if pending and (wait <= 0 or (self._flushing and not failing)):
+                    # a flush() waiting cuts the pace short, never a failure's back-off (only a
+                    # failed round leaves records to retry)
+                    if pending and (wait <= 0 or (self._flushing and not self._retry)):
                         break
                     # request threads queue without notifying: an idle writer looks every interval
                     self._cond.wait(wait if pending else self.interval)
@@ -175,7 +176,6 @@ class AuditWriter:
                 self._retry = failed + self._retry
                 self._busy = False
                 self._cond.notify_all()
-            failing = bool(failed)
             if failed:
                 due = time.monotonic() + backoff
                 backoff = min(backoff * 2, _MAX_BACKOFF)
