@@ -198,14 +198,18 @@ def _queue(response: Response, req: Request, context: RequestAudit) -> bool:
     if found.interaction in _WRITES and status < 400 and context.written:
         return True  # audited in the data's transaction
     interaction = found.interaction
-    body = b"" if response.is_streamed else response.get_data()
-    if interaction == "transaction" and b'"batch-response"' in body[:200]:
-        interaction = "batch"
     args = req.view_args or {}
     rid = args.get("rid")
     rtype = args.get("rtype")
     if rid and not rtype:  # an instance operation with a literal type (/Patient/<rid>/$everything)
         rtype = req.path.split("/")[2]
+    # the body is read only when the records need it (a failure's diagnostics, the Patients of
+    # what was returned, batch or transaction): not for a Patient's own read, the commonest
+    body = b"" if response.is_streamed or not (
+        status >= 400 or interaction == "transaction" or not _own_record(interaction, rtype)
+    ) else response.get_data()
+    if interaction == "transaction" and b'"batch-response"' in body[:200]:
+        interaction = "batch"
     what: tuple[str, ...] = ()
     if rtype and rid:
         vid = args.get("vid")
@@ -232,10 +236,15 @@ def _request_records(event: Rest, body: bytes, named: str | None,
     outcome_desc = None
     if event.status >= 400:
         outcome_desc = _diagnostics(body)
-    elif body and not (event.interaction in ("read", "vread") and rtype == "Patient"):
+    elif body and not _own_record(event.interaction, rtype):
         patients += _patients(body)
     full = event._replace(outcome_desc=outcome_desc) if outcome_desc else event
     return rest_records(full, patients, now_us())
+
+
+def _own_record(interaction: str, rtype: str | None) -> bool:
+    """A read of a Patient: the Patient it concerns is the one the URL names (no body needed)."""
+    return rtype == "Patient" and interaction in ("read", "vread")
 
 
 def _patients(body: bytes | None) -> list[str]:
