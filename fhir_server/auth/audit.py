@@ -203,11 +203,9 @@ def _queue(response: Response, req: Request, context: RequestAudit) -> bool:
     rtype = args.get("rtype")
     if rid and not rtype:  # an instance operation with a literal type (/Patient/<rid>/$everything)
         rtype = req.path.split("/")[2]
-    # the body is read only when the records need it (a failure's diagnostics, the Patients of
-    # what was returned, batch or transaction): not for a Patient's own read, the commonest
-    body = b"" if response.is_streamed or not (
-        status >= 400 or interaction == "transaction" or not _own_record(interaction, rtype)
-    ) else response.get_data()
+    # a Patient's own read (the commonest) names its Patient in the URL: its body is not needed
+    body = b"" if response.is_streamed or (status < 400 and _own_record(interaction, rtype)) \
+        else response.get_data()
     if interaction == "transaction" and b'"batch-response"' in body[:200]:
         interaction = "batch"
     what: tuple[str, ...] = ()
@@ -219,24 +217,22 @@ def _queue(response: Response, req: Request, context: RequestAudit) -> bool:
         interaction == "operation" else None
     event = Rest(interaction, now_us(), status, context.caller, context.server, context.request_id,
                  what, query, operation=found.operation)
-    return writer().submit(context.raw, _request_job(event, body, named, rtype))
+    return writer().submit(context.raw, _request_job(event, body, named))
 
 
-def _request_job(event: Rest, body: bytes, named: str | None,
-                 rtype: str | None) -> Callable[[], list[AuditRecord]]:
+def _request_job(event: Rest, body: bytes, named: str | None) -> Callable[[], list[AuditRecord]]:
     """The job building a request's audit records in the writer thread (a ``partial``: two
-    objects for the garbage collector to count while it waits in the queue, where a closure over
-    four variables was six)."""
-    return partial(_request_records, event, body, named, rtype)
+    objects for the garbage collector to count while it waits in the queue, where a closure and
+    its cells were more)."""
+    return partial(_request_records, event, body, named)
 
 
-def _request_records(event: Rest, body: bytes, named: str | None,
-                     rtype: str | None) -> list[AuditRecord]:
+def _request_records(event: Rest, body: bytes, named: str | None) -> list[AuditRecord]:
     patients: list[str] = [named] if named else []
     outcome_desc = None
     if event.status >= 400:
         outcome_desc = _diagnostics(body)
-    elif body and not _own_record(event.interaction, rtype):
+    elif body:  # the Patients of what was returned (a Patient's own read comes without its body)
         patients += _patients(body)
     full = event._replace(outcome_desc=outcome_desc) if outcome_desc else event
     return rest_records(full, patients, now_us())
