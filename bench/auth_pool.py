@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/auth_pool.py RESULT.json[:SERVER=LABEL,...] ...
 
-A single pair or round of those benchmarks ranges from about 0 to 45 % on the 2-core machine (its
+A single pair or round of those benchmarks ranges from about 0 to 50 % on the 2-core machine (its
 speed drifts by tens of per cent from one minute to the next, and gthread workers take uneven
 shares of wrk's connections), so the median of one 12-pair run moves by several points from one
 half hour to the next. This pools every run of every file given into one fixed-effects regression:
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ def runs_of(path: Path, labels: dict[str, str]) -> list[list[tuple[str, dict[str
     return out
 
 
-def solve(matrix: list[list[float]]) -> list[list[float]]:
+def inverse(matrix: list[list[float]]) -> list[list[float]]:
     """The inverse of a small symmetric positive-definite matrix (Gauss-Jordan)."""
     n = len(matrix)
     a = [row[:] + [1.0 if i == j else 0.0 for j in range(n)] for i, row in enumerate(matrix)]
@@ -89,7 +88,7 @@ def estimate(groups: list[list[tuple[str, dict[str, Any]]]]) -> dict[str, Any]:
     k = len(names)
     xtx = [[sum(x[i] * x[j] for x in xs) for j in range(k)] for i in range(k)]
     xty = [sum(x[i] * y for x, y in zip(xs, ys, strict=True)) for i in range(k)]
-    inv = solve(xtx)
+    inv = inverse(xtx)
     beta = [sum(inv[i][j] * xty[j] for j in range(k)) for i in range(k)]
     resid = [y - sum(b * v for b, v in zip(beta, x, strict=True)) for x, y in zip(xs, ys, strict=True)]
     dof = len(ys) - used - k
@@ -122,15 +121,9 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", help="RESULT.json[:SERVER=LABEL,...]")
     args = ap.parse_args()
-    groups = []
-    per_file: dict[str, int] = defaultdict(int)
-    for arg in args.results:
-        path, labels = parse(arg)
-        found = runs_of(path, labels)
-        per_file[path.name] += len(found)
-        groups += found
+    groups = [group for arg in args.results for group in runs_of(*parse(arg))]
     result = estimate(groups)
-    print(f"{result['runs']} runs in {result['groups']} pairs/rounds from {len(per_file)} files;"
+    print(f"{result['runs']} runs in {result['groups']} pairs/rounds from {len(args.results)} files;"
           f" residual sd {result['residual_sd']:.3f} (log CPU per read)")
     for name, e in result["labels"].items():
         if name == "imbalance":
