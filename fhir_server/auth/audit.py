@@ -74,10 +74,10 @@ class RequestAudit:
     needed (most of a read's audit is built later, by the background writer).
 
     It holds what it needs of the request's services (settings, grant, the raw store) and the
-    request id, not the services or ``flask.g`` themselves: ``g`` holds it and the services' store
-    holds its methods, so either back reference would make every request a reference cycle, freed
-    only by the garbage collector (and promoted to older generations when a collection catches a
-    request in flight, which then brings on full collections of the whole heap)."""
+    request id, not ``flask.g``, which holds it: that back reference would make every request a
+    reference cycle, freed only by the garbage collector (and promoted to older generations when a
+    collection catches a request in flight, which then brings on full collections of the whole
+    heap). The audited store finds it through ``g`` when a transaction writes."""
 
     __slots__ = ("_caller", "_route", "_routed", "grant", "raw", "req", "request_id", "settings",
                  "written")
@@ -132,9 +132,17 @@ class RequestAudit:
 
 
 # -- request hooks --------------------------------------------------------------------------------
-def audited(svc: Services, req: Request | None = None,
-            globals_: _AppCtxGlobals | None = None) -> Services:
-    """For an authenticated request: ``svc`` (the request's own services) with its store audited;
+def audited(svc: Services) -> Services:
+    """``svc`` (a client's view of the services, made once per token and shared by its requests)
+    with its store audited: the writes of a transaction are audited in it, as the request in
+    progress describes them (:func:`begin` put its :class:`RequestAudit` in ``flask.g``)."""
+    svc.store = AuditedStore(svc.store, _raw(svc), _write_events, _committed)
+    return svc
+
+
+def begin(svc: Services, req: Request | None = None,
+          globals_: _AppCtxGlobals | None = None) -> RequestAudit:
+    """Start the audit of an authenticated request (``svc``: its :func:`audited` services);
     refuses a write of an AuditEvent before anything else is done. ``req`` and ``globals_``: the
     request and ``flask.g`` objects, if the caller has them (else read through the proxies)."""
     context = RequestAudit(svc, req, globals_)
@@ -143,8 +151,18 @@ def audited(svc: Services, req: Request | None = None,
     else:
         globals_.audit = context
     _refuse_audit_write_route(context)
-    svc.store = AuditedStore(svc.store, _raw(svc), context.write_events, context.committed)
-    return svc
+    return context
+
+
+def _write_events(written: list[Written]) -> list[AuditRecord]:
+    """The audit records of one transaction's writes, for the request in progress."""
+    context: RequestAudit = g.audit
+    return context.write_events(written)
+
+
+def _committed(count: int) -> None:
+    context: RequestAudit = g.audit
+    context.committed(count)
 
 
 def unaudited(svc: Services) -> Services:

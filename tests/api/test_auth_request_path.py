@@ -28,8 +28,9 @@ from fhir_server.auth.guard import GuardedStore
 from fhir_server.auth.policy import Access
 from fhir_server.auth.scopes import allows, parse_scopes
 from fhir_server.config import Settings
-from fhir_server.fhir import structure
+from fhir_server.fhir import jsonio, structure
 from fhir_server.interactions.context import Services
+from fhir_server.store import SearchQuery
 from fhir_server.store.sqlite import SqliteStore
 from tests.oauth import ec_key, get_token, register
 
@@ -127,27 +128,47 @@ def test_a_request_leaves_no_reference_cycle_of_its_services(client: FlaskClient
     assert audit.flush()
 
 
-def test_the_access_cache_keeps_one_access_per_token(client: FlaskClient, token: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_token_s_services_are_made_once_and_shared(app: Flask, client: FlaskClient, token: str,
+                                                       store: SqliteStore,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """One audited, guarded view of the services per token (per app), reused by its requests;
+    each request brings only its own RequestAudit, through which the shared store audits its
+    writes as that request's."""
     rid = _patient(client, token)
-    other = get_token(client, KEY, "h1", "system/Patient.rs")
-    seen: list[Any] = []
-    original = audit.audited
+    register(store, "h2", "hospital", KEY, organization="Organization/h2")
+    other = get_token(client, KEY, "h2", "system/Observation.crs")
+    seen: list[tuple[Services, RequestAudit]] = []
+    original = audit.begin
 
-    def spy(svc: Services, *args: Any) -> Services:
-        seen.append(svc.access)
-        return original(svc, *args)
+    def spy(svc: Services, *args: Any) -> RequestAudit:
+        context = original(svc, *args)
+        seen.append((svc, context))
+        return context
 
-    monkeypatch.setattr(audit, "audited", spy)
+    monkeypatch.setattr(audit, "begin", spy)
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+           "subject": {"reference": f"Patient/{rid}"}}
     for _ in range(2):
-        for t in (token, other):
-            assert client.get(f"/fhir/Patient/{rid}", headers=_h(t)).status_code == 200
-    assert seen[0] is seen[2] and seen[1] is seen[3] and seen[0] is not seen[1]
+        assert client.get(f"/fhir/Patient/{rid}", headers=_h(token)).status_code == 200
+        assert client.post("/fhir/Observation", json=obs, headers=_h(other)).status_code == 201
+    views = [v for v, _ in seen]
+    assert views[0] is views[2] and views[1] is views[3] and views[0] is not views[1]
+    assert isinstance(views[0].store, AuditedStore) and views[1].access.grant.client_id == "h2"
+    assert len({id(c) for _, c in seen}) == 4  # a RequestAudit per request
+    assert seen[1][1].written == seen[3][1].written == 1  # each write counted by its own request
+    assert audit.flush()
+    rows = store.search(SearchQuery(("AuditEvent",), limit=1000)).rows
+    events = [jsonio.loads_trusted(r.body) for r in rows if r.body is not None]
+    creators = [e["agent"][0]["who"]["identifier"]["value"] for e in events if e["action"] == "C"
+                and any(x["what"].get("reference", "").startswith("Observation/")
+                        for x in e["entity"])]
+    assert creators == ["h2", "h2"]
     monkeypatch.setattr(access, "_CACHE_SIZE", 1)  # full: the oldest goes, answers are the same
-    monkeypatch.setattr(access, "_cache", {})
+    app.extensions[access._VIEWS].clear()
     for t in (token, other, token):
-        assert client.get(f"/fhir/Patient/{rid}", headers=_h(t)).status_code == 200
-    assert len(access._cache) == 1
+        assert client.get(f"/fhir/Patient/{rid}", headers=_h(t)).status_code == \
+            (200 if t == token else 403)
+    assert list(app.extensions[access._VIEWS]) == [grants.token_hash(token)]
 
 
 def test_the_start_up_heap_is_frozen_after_the_first_request(client: FlaskClient) -> None:
