@@ -25,9 +25,8 @@ Token requests (``POST /auth/token``, :func:`record_token_request`): a success i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -226,34 +225,34 @@ def _queue(response: Response, req: Request, context: RequestAudit) -> bool:
         else response.get_data()
     if interaction == "transaction" and b'"batch-response"' in body[:200]:
         interaction = "batch"
-    what: tuple[str, ...] = ()
+    what: str | None = None
     if rtype and rid:
         vid = args.get("vid")
-        what = (f"{rtype}/{rid}/_history/{vid}" if vid else f"{rtype}/{rid}",)
+        what = f"{rtype}/{rid}/_history/{vid}" if vid else f"{rtype}/{rid}"
     named = _named_patient(rtype, rid, args)
     query = _raw_query(req) if interaction in _SEARCHES or req.query_string or \
         interaction == "operation" else None
-    event = Rest(interaction, now_us(), status, context.caller, context.server, context.request_id,
-                 what, query, operation=found.operation)
-    return writer().submit(context.raw, _request_job(event, body, named))
+    return writer().submit(context.raw, _request_records, interaction, now_us(), status,
+                           context.caller, context.server, context.request_id, what, query,
+                           found.operation, body, named)
 
 
-def _request_job(event: Rest, body: bytes, named: str | None) -> Callable[[], list[AuditRecord]]:
-    """The job building a request's audit records in the writer thread (a ``partial``: two
-    objects for the garbage collector to count while it waits in the queue, where a closure and
-    its cells were more)."""
-    return partial(_request_records, event, body, named)
-
-
-def _request_records(event: Rest, body: bytes, named: str | None) -> list[AuditRecord]:
+def _request_records(interaction: str, recorded: int, status: int, caller: Caller, server: Server,
+                     request_id: str | None, what: str | None, query: bytes | None,
+                     operation: str | None, body: bytes, named: str | None
+                     ) -> list[AuditRecord]:
+    """A request's audit records, built in the writer thread from what :func:`_queue` queued
+    (flat: one object per waiting request for the garbage collector to track, where a partial,
+    its arguments and a namedtuple were four, promoted to older generations as they waited)."""
     patients: list[str] = [named] if named else []
     outcome_desc = None
-    if event.status >= 400:
+    if status >= 400:
         outcome_desc = _diagnostics(body)
     elif body:  # the Patients of what was returned (a Patient's own read comes without its body)
         patients += _patients(body)
-    full = event._replace(outcome_desc=outcome_desc) if outcome_desc else event
-    return rest_records(full, patients, now_us())
+    event = Rest(interaction, recorded, status, caller, server, request_id,
+                 (what,) if what else (), query, outcome_desc, operation)
+    return rest_records(event, patients, now_us())
 
 
 def _own_record(interaction: str, rtype: str | None) -> bool:

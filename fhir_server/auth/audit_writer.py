@@ -60,8 +60,9 @@ _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 2.0
 _CONFLICT_RETRIES = 12
 
-#: builds the audit records of one request (called in the writer thread)
-Job = Callable[[], list[AuditRecord]]
+#: builds the audit records of one request (called in the writer thread, with the arguments
+#: queued with it)
+Job = Callable[..., list[AuditRecord]]
 
 
 class AuditWriter:
@@ -78,7 +79,7 @@ class AuditWriter:
         self._cond = threading.Condition()
         # appended by request threads without the lock (deque.append is atomic), drained by the
         # writer thread under it
-        self._jobs: collections.deque[tuple[Store, Job]] = collections.deque()
+        self._jobs: collections.deque[tuple[Any, ...]] = collections.deque()  # (store, job, *args)
         self._retry: list[tuple[Store, list[AuditRecord], int]] = []
         self._busy = False
         self._flushing = 0  # flush() calls waiting
@@ -92,19 +93,20 @@ class AuditWriter:
             self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
             self._thread.start()
 
-    def submit(self, store: Store, job: Job) -> bool:
-        """Queue ``job``; False (nothing queued) when the backlog is full.
+    def submit(self, store: Store, job: Job, *args: Any) -> bool:
+        """Queue ``job(*args)``; False (nothing queued) when the backlog is full.
 
         Called for every audited request, so the usual case takes no lock: the writer thread is
-        running, the store is known and open, the backlog is short; then one ``deque.append``."""
+        running, the store is known and open, the backlog is short; then one ``deque.append`` of
+        one flat tuple (a waiting request is one object for the garbage collector to track)."""
         thread, key = self._thread, id(store)
         if thread is None or not thread.is_alive() or len(self._jobs) >= self.max_backlog \
                 or key not in self._watched or key in self._closed:
-            return self._submit_checked(store, job)
-        self._jobs.append((store, job))
+            return self._submit_checked(store, (store, job, *args))
+        self._jobs.append((store, job, *args))
         return True
 
-    def _submit_checked(self, store: Store, job: Job) -> bool:
+    def _submit_checked(self, store: Store, item: tuple[Any, ...]) -> bool:
         with self._cond:
             self._ensure_thread()
             if len(self._jobs) >= self.max_backlog:
@@ -112,7 +114,7 @@ class AuditWriter:
             if id(store) not in self._watched:
                 self._watch(store)
             self._closed.discard(id(store))
-            self._jobs.append((store, job))
+            self._jobs.append(item)
             return True
 
     def _watch(self, store: Store) -> None:
@@ -183,7 +185,7 @@ class AuditWriter:
                 backoff = _FIRST_BACKOFF
                 due = time.monotonic() + self.interval
 
-    def _take(self) -> list[tuple[Store, Job]]:
+    def _take(self) -> list[tuple[Any, ...]]:
         """Everything queued so far (request threads may append meanwhile: those wait for the
         next round)."""
         queue, jobs = self._jobs, []
@@ -191,7 +193,7 @@ class AuditWriter:
             jobs.append(queue.popleft())
         return jobs
 
-    def _round(self, jobs: list[tuple[Store, Job]],
+    def _round(self, jobs: list[tuple[Any, ...]],
                retry: list[tuple[Store, list[AuditRecord], int]]
                ) -> list[tuple[Store, list[AuditRecord], int]]:
         """Build the jobs' events and write them, one transaction per store; returns what failed
@@ -199,9 +201,10 @@ class AuditWriter:
         by_store: dict[int, tuple[Store, list[AuditRecord], int]] = {}
         for store, records, attempts in retry:
             by_store[id(store)] = (store, records, attempts)
-        for store, job in jobs:
+        for item in jobs:
+            store = item[0]
             try:
-                records = job()
+                records = item[1](*item[2:])
             except Exception:  # a bug building one event must not lose the others
                 log.exception("building an audit event failed; that request's audit is lost")
                 continue

@@ -342,3 +342,29 @@ def test_the_audit_interval_is_a_setting(tmp_path: Path) -> None:
     for bad in ("0", "10001", "-5"):
         with pytest.raises(ValueError, match="FHIR_AUDIT_INTERVAL_MS"):
             Settings.from_env({"FHIR_STORE": url, "FHIR_AUDIT_INTERVAL_MS": bad})
+
+
+def test_a_queued_read_audit_is_one_object_for_the_garbage_collector(
+        client: FlaskClient, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read's audit waits up to a round in the writer's queue: as one flat tuple, the only
+    object of its own the collector tracks (what it holds besides is shared by every request of
+    the token, or untracked: strings, bytes, numbers). Nested, a waiting job was several, each
+    promoted to the older generations while it waited. The events are still built from it."""
+    rid = _patient(client, token)
+    paused = AuditWriter(interval=30.0)
+    monkeypatch.setattr(audit, "writer", lambda: paused)
+    for url in (f"/fhir/Patient/{rid}", "/fhir/Patient/nope", f"/fhir/Patient?_id={rid}"):
+        assert client.get(url, headers=_h(token)).status_code in (200, 404)
+    assert paused.flush(5.0)  # the first round runs at once; the next waits 30 s
+    for url in (f"/fhir/Patient/{rid}", "/fhir/Patient/nope", f"/fhir/Patient?_id={rid}"):
+        assert client.get(url, headers=_h(token)).status_code in (200, 404)
+    gc.collect()
+    items = list(paused._jobs)
+    assert len(items) == 3
+    first = items[0]
+    shared = [k for k in range(len(first)) if all(i[k] is first[k] for i in items)]
+    assert {0, 1, 5, 6} <= set(shared)  # the store, the builder, the caller and the server
+    own = [x for i in items for k, x in enumerate(i) if k not in shared]
+    assert own and [x for x in own if gc.is_tracked(x)] == []
+    assert all(gc.is_tracked(i) for i in items)  # (it holds the store)
+    assert paused.flush(5.0) and paused.pending() == 0
