@@ -157,9 +157,8 @@ def test_a_token_s_services_are_made_once_and_shared(app: Flask, client: FlaskCl
     assert len({id(c) for _, c in seen}) == 4  # a RequestAudit per request
     assert seen[1][1].written == seen[3][1].written == 1  # each write counted by its own request
     assert audit.flush()
-    rows = store.search(SearchQuery(("AuditEvent",), limit=1000)).rows
-    events = [jsonio.loads_trusted(r.body) for r in rows if r.body is not None]
-    creators = [e["agent"][0]["who"]["identifier"]["value"] for e in events if e["action"] == "C"
+    creators = [e["agent"][0]["who"]["identifier"]["value"] for e in _audit_events(store)
+                if e["action"] == "C"
                 and any(x["what"].get("reference", "").startswith("Observation/")
                         for x in e["entity"])]
     assert creators == ["h2", "h2"]
@@ -345,19 +344,23 @@ def test_the_audit_interval_is_a_setting(tmp_path: Path) -> None:
 
 
 def test_a_queued_read_audit_is_one_object_for_the_garbage_collector(
-        client: FlaskClient, token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        client: FlaskClient, token: str, store: SqliteStore,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A read's audit waits up to a round in the writer's queue: as one flat tuple, the only
     object of its own the collector tracks (what it holds besides is shared by every request of
     the token, or untracked: strings, bytes, numbers). Nested, a waiting job was several, each
     promoted to the older generations while it waited. The events are still built from it."""
     rid = _patient(client, token)
+    reads = ((f"/fhir/Patient/{rid}", 200), ("/fhir/Patient/nope", 404),
+             (f"/fhir/Patient?_id={rid}", 200))
     paused = AuditWriter(interval=30.0)
     monkeypatch.setattr(audit, "writer", lambda: paused)
-    for url in (f"/fhir/Patient/{rid}", "/fhir/Patient/nope", f"/fhir/Patient?_id={rid}"):
-        assert client.get(url, headers=_h(token)).status_code in (200, 404)
+    for url, status in reads:
+        assert client.get(url, headers=_h(token)).status_code == status
     assert paused.flush(5.0)  # the first round runs at once; the next waits 30 s
-    for url in (f"/fhir/Patient/{rid}", "/fhir/Patient/nope", f"/fhir/Patient?_id={rid}"):
-        assert client.get(url, headers=_h(token)).status_code in (200, 404)
+    seen_before = {e["id"] for e in _audit_events(store)}
+    for url, status in reads:
+        assert client.get(url, headers=_h(token)).status_code == status
     gc.collect()
     items = list(paused._jobs)
     assert len(items) == 3
@@ -368,3 +371,19 @@ def test_a_queued_read_audit_is_one_object_for_the_garbage_collector(
     assert own and [x for x in own if gc.is_tracked(x)] == []
     assert all(gc.is_tracked(i) for i in items)  # (it holds the store)
     assert paused.flush(5.0) and paused.pending() == 0
+    built = [e for e in _audit_events(store) if e["id"] not in seen_before]
+    assert len(built) == 3
+    assert sorted((e["subtype"][0]["code"], e["outcome"], _references(e)) for e in built) == [
+        ("read", "0", [f"Patient/{rid}"]), ("read", "4", ["Patient/nope"]),
+        ("search-type", "0", [f"Patient/{rid}"])]
+
+
+def _references(event: dict[str, Any]) -> list[str]:
+    """The resources an AuditEvent's entities name (the resource read, its Patient)."""
+    found = {x["what"].get("reference") for x in event["entity"] if "what" in x}
+    return sorted(r for r in found if r)
+
+
+def _audit_events(store: SqliteStore) -> list[dict[str, Any]]:
+    rows = store.search(SearchQuery(("AuditEvent",), limit=1000)).rows
+    return [jsonio.loads_trusted(r.body) for r in rows if r.body is not None]
